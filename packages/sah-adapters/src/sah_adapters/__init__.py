@@ -1,0 +1,3 @@
+"""ModelAdapterHF: sparse attention inside HuggingFace decoder LLMs."""
+
+__all__: list[str] = []
