@@ -31,7 +31,7 @@ def sync(
     editable: bool = True,
 ) -> None:
     """Install `package` (None = the whole workspace) and its locked deps into a venv."""
-    args = ["uv", "sync", "--frozen", "--no-default-groups", "--exact"]
+    args = ["uv", "sync", "--quiet", "--frozen", "--no-default-groups", "--exact"]
     if package is None:
         args.append("--all-packages")
     else:
@@ -134,7 +134,7 @@ def isolation(session: nox.Session) -> None:
             f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
             f"assert not bad, f'importing {module} pulled in {{bad}}'\n"
             f"installed = [m for m in {forbidden!r} if importlib.util.find_spec(m)]\n"
-            f"print('{package}: import ok; not installed:', {forbidden!r}, 'found:', installed)\n"
+            f"print('{package}: imports cleanly without', {forbidden!r}, '(installed:', installed, ')')\n"
         )
         python = str(venv / "bin" / "python")
         session.run(python, "-c", check, external=True)
