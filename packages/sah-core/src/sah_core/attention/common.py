@@ -1,0 +1,109 @@
+"""Small helpers shared by maskers and attention paths: attention-mask handling, chunking."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+#: Target number of float elements in one ``[B, H, Qc, K]`` working tensor (≈16 MiB fp32).
+DEFAULT_CHUNK_ELEMENTS = 1 << 22
+
+
+def normalize_attention_mask(
+    attention_mask: torch.Tensor | None, key_len: int
+) -> torch.Tensor | None:
+    """Return an additive float mask ``[B|1, H|1, Q, K]`` (0 = attend, -inf = masked) or None.
+
+    Accepts the transformers conventions: an additive float mask (masked entries hold the
+    dtype's minimum or -inf) or a bool mask (True = attend). A key dimension longer than the
+    keys (a static cache) is cut to ``key_len``.
+    """
+    if attention_mask is None:
+        return None
+    if attention_mask.dim() != 4:
+        raise ValueError(
+            f"attention_mask.dim()={attention_mask.dim()} is not allowed: expected a 4-D "
+            "[B, 1, Q, K] mask"
+        )
+    if attention_mask.shape[-1] < key_len:
+        raise ValueError(
+            f"attention_mask.shape[-1]={attention_mask.shape[-1]} is not allowed: it must be "
+            f">= the key length {key_len}"
+        )
+    mask = attention_mask[..., :key_len]
+    if mask.dtype == torch.bool:
+        zero = torch.zeros((), dtype=torch.float32, device=mask.device)
+        return torch.where(mask, zero, float("-inf"))
+    return mask
+
+
+def masked_keys(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Bool tensor, True where an (additive or bool) attention mask forbids the key."""
+    if attention_mask.dtype == torch.bool:
+        return ~attention_mask
+    # transformers fills masked entries with finfo(dtype).min; -inf is also accepted.
+    threshold = torch.finfo(attention_mask.dtype).min / 2
+    return attention_mask <= threshold
+
+
+def attended_key_limit(attention_mask: torch.Tensor | None, key_len: int) -> int:
+    """1 + the last key column any row of this (chunk of the) mask may attend; ``key_len``
+    without a mask. Lets causal prefill skip the future part of the key axis."""
+    if attention_mask is None or attention_mask.shape[-1] == 0:
+        return key_len
+    allowed_cols = (~masked_keys(attention_mask)).flatten(0, -2).any(0)
+    nonzero = allowed_cols.nonzero()
+    if nonzero.numel() == 0:
+        return 0
+    return int(nonzero[-1, 0]) + 1
+
+
+def query_chunk_size(kwargs: dict[str, Any], rows_width: int) -> int:
+    """Rows per query chunk: ``kwargs["query_chunk_size"]`` or what fits the default budget.
+
+    ``rows_width`` is the number of elements one query row contributes (``B * H * K``).
+    """
+    requested = kwargs.get("query_chunk_size")
+    if requested is not None:
+        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+            raise ValueError(
+                f"query_chunk_size={requested!r} is not allowed: use a positive int or None"
+            )
+        return requested
+    return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, rows_width))
+
+
+def query_positions(
+    num_queries: int, key_len: int, kwargs: dict[str, Any], device: torch.device
+) -> torch.Tensor:
+    """Absolute key position of each query, int64 ``[Q]``.
+
+    ``kwargs["query_positions"]`` when given (a tensor or sequence of length Q); otherwise
+    the queries are taken to be the last Q tokens of the key sequence (prefill and decode
+    with a KV cache both satisfy this).
+    """
+    given = kwargs.get("query_positions")
+    if given is None:
+        return torch.arange(key_len - num_queries, key_len, device=device)
+    positions = torch.as_tensor(given, device=device, dtype=torch.int64).reshape(-1)
+    if positions.numel() != num_queries:
+        raise ValueError(
+            f"query_positions has {positions.numel()} entries, which is not allowed: expected "
+            f"one per query ({num_queries})"
+        )
+    return positions
+
+
+def grouped_scores(queries: torch.Tensor, keys: torch.Tensor, scaling: float) -> torch.Tensor:
+    """``scaling * q @ k^T`` for GQA without repeating K: ``[B, Hq, Q, D] x [B, Hkv, K, D]``
+    -> ``[B, Hq, Q, K]`` (query head h reads KV head ``h // (Hq // Hkv)``), in one batched
+    matmul over ``[B, Hkv, G*Q, D]``."""
+    b, hq, q, d = queries.shape
+    hkv, k = keys.shape[1], keys.shape[2]
+    group = hq // hkv
+    grouped = queries.reshape(b, hkv, group * q, d)
+    scores = torch.matmul(grouped, keys.transpose(-1, -2))
+    if scaling != 1.0:
+        scores.mul_(scaling)
+    return scores.view(b, hq, q, k)

@@ -1,0 +1,43 @@
+"""Oracle top-k masker: each query keeps the ``heavy_size`` keys with the largest true
+attention scores ``q . k * scaling`` (the upper bound that approximate top-k methods chase).
+
+Oracle heavy-hitter selection as studied in Zhang et al., "H2O: Heavy-Hitter Oracle for
+Efficient Generative Inference of Large Language Models", NeurIPS 2023, arXiv:2306.14048,
+and the "oracle top-k" baseline of Singhania et al., "Loki: Low-Rank Keys for Efficient
+Sparse Attention", arXiv:2406.02542.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from sah_core.attention.common import grouped_scores
+from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
+
+
+@dataclasses.dataclass
+class OracleTopKConfig(TopKMaskerConfig):
+    """``heavy_size``: keys per row (int count or float fraction of the key length)."""
+
+
+class OracleTopK(TopKMasker):
+    """Scores every key by its exact attention logit (one grouped matmul per chunk)."""
+
+    config_type = OracleTopKConfig
+    config: OracleTopKConfig
+
+    def key_scores(
+        self,
+        keys: torch.Tensor,
+        queries: torch.Tensor,
+        values: torch.Tensor,
+        scaling: float,
+        state: Any,
+        *,
+        key_limit: int,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        return grouped_scores(queries, keys[:, :, :key_limit], scaling)

@@ -1,0 +1,37 @@
+"""Attention-sink masker: every query attends the first ``sink_size`` keys.
+
+Xiao et al., "Efficient Streaming Language Models with Attention Sinks" (StreamingLLM),
+ICLR 2024, arXiv:2309.17453.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from sah_core.maskers.base import FixedMasker, MaskerConfig, check_size, resolve_size
+
+
+@dataclasses.dataclass
+class SinkMaskerConfig(MaskerConfig):
+    """``sink_size``: int count or float fraction of the key length."""
+
+    sink_size: int | float = 0
+
+    def validate(self) -> None:
+        super().validate()
+        check_size(self, "sink_size", self.sink_size)
+
+
+class SinkMasker(FixedMasker):
+    """Selects keys ``0 .. sink_size-1`` for every query (full mask when it covers K)."""
+
+    config_type = SinkMaskerConfig
+    config: SinkMaskerConfig
+
+    def fixed_indices(self, key_len: int, positions: torch.Tensor) -> torch.Tensor | None:
+        size = resolve_size(self.config.sink_size, key_len)
+        if size >= key_len:
+            return None
+        return torch.arange(size, device=positions.device).expand(positions.shape[0], size)
