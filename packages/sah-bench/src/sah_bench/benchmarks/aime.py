@@ -1,0 +1,68 @@
+"""AIME 2024 and AIME 2025 (American Invitational Mathematics Examination): 30 problems each,
+integer answers 0-999, scored by exact match of the final ``\\boxed{}`` answer.
+
+Rows may come in the common schema or in the plain ``problem`` / ``answer`` form; both are
+accepted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from sah_bench.benchmarks.base import Benchmark, Scorer
+from sah_bench.scorers import boxed_match_score
+
+_INSTRUCTION = (
+    "Solve the problem. Reason step by step, then put the final answer (an integer from 0 to "
+    "999) in \\boxed{}."
+)
+
+
+class Aime2024(Benchmark):
+    name: ClassVar[str] = "aime2024"
+    hub_id: ClassVar[str] = "xAlg-AI/att-hub-aime2024"
+    all_subsets: ClassVar[tuple[str, ...]] = ("aime2024",)
+    max_new_tokens: ClassVar[int] = 32768
+
+    def hub_location(self, subset: str) -> tuple[str | None, str]:
+        return None, "test"
+
+    def local_records(self, subset: str) -> list[dict[str, Any]]:
+        assert self.data_path is not None
+        if self.data_path.is_file():
+            from sah_bench.local_data import read_records
+
+            return read_records(self.data_path)
+        return super().local_records(subset)
+
+    def to_rows(self, subset: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+        if "context" in record and "question" in record:
+            row = super().to_rows(subset, record)[0]
+            row["task"] = subset
+            return [row]
+        problem = record.get("problem", record.get("Problem"))
+        answer = record.get("answer", record.get("Answer"))
+        if problem is None or answer is None:
+            raise ValueError(
+                f"{self.name}: record needs 'problem' and 'answer' (or the common schema), "
+                f"got keys {sorted(record)}"
+            )
+        return [
+            {
+                "context": f"Problem:\n{problem}\n\n",
+                "question": _INSTRUCTION,
+                "answer_prefix": "",
+                "answers": [str(answer)],
+                "task": subset,
+                "max_new_tokens": self.max_new_tokens,
+            }
+        ]
+
+    def scorer(self, subset: str) -> Scorer:
+        return boxed_match_score
+
+
+class Aime2025(Aime2024):
+    name: ClassVar[str] = "aime2025"
+    hub_id: ClassVar[str] = "xAlg-AI/att-hub-aime2025"
+    all_subsets: ClassVar[tuple[str, ...]] = ("aime2025",)

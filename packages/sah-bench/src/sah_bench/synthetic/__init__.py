@@ -1,0 +1,16 @@
+"""Offline RULER-style synthetic tasks."""
+
+from sah_bench.synthetic.length import (
+    TokenCounter,
+    tokenizer_token_counter,
+    whitespace_token_count,
+)
+from sah_bench.synthetic.tasks import SYNTHETIC_TASKS, generate_row
+
+__all__ = [
+    "SYNTHETIC_TASKS",
+    "TokenCounter",
+    "generate_row",
+    "tokenizer_token_counter",
+    "whitespace_token_count",
+]
