@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import importlib
 
+from sah_core.maskers.adaptive_sampling import (
+    AdaptiveSamplingMasker,
+    AdaptiveSamplingMaskerConfig,
+)
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
@@ -18,6 +22,8 @@ from sah_core.maskers.base import (
 from sah_core.maskers.causal import CausalMasker, CausalMaskerConfig
 from sah_core.maskers.local import LocalMasker, LocalMaskerConfig
 from sah_core.maskers.oracle_top_k import OracleTopK, OracleTopKConfig
+from sah_core.maskers.oracle_top_p import OracleTopPMasker, OracleTopPMaskerConfig
+from sah_core.maskers.random_sampling import RandomSamplingMasker, RandomSamplingMaskerConfig
 from sah_core.maskers.registry import (
     available_maskers,
     config_class_for,
@@ -29,6 +35,8 @@ from sah_core.maskers.sink import SinkMasker, SinkMaskerConfig
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, expand_page_scores
 
 __all__ = [
+    "AdaptiveSamplingMasker",
+    "AdaptiveSamplingMaskerConfig",
     "CausalMasker",
     "CausalMaskerConfig",
     "FixedMasker",
@@ -37,6 +45,10 @@ __all__ = [
     "MaskerConfig",
     "OracleTopK",
     "OracleTopKConfig",
+    "OracleTopPMasker",
+    "OracleTopPMaskerConfig",
+    "RandomSamplingMasker",
+    "RandomSamplingMaskerConfig",
     "ResearchMasker",
     "SamplingMasker",
     "SamplingMaskerConfig",

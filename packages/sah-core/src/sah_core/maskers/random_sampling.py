@@ -1,0 +1,48 @@
+"""Random sampling masker: every eligible key is kept independently with probability
+``sampling_rate`` and, when kept, weighted by ``1/sampling_rate`` (an unbiased
+Horvitz-Thompson estimate of the softmax numerator and denominator).
+
+The uniform-sampling baseline of Desai et al., "vAttention: Verified Sparse Attention"
+(2025), and the sampling view of attention in Chen et al., "MagicPIG: LSH Sampling for
+Efficient LLM Generation", ICLR 2025, arXiv:2410.16179. Estimator: Horvitz & Thompson,
+"A Generalization of Sampling Without Replacement From a Finite Universe", JASA 1952.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from sah_core.maskers.base import check_float
+from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
+
+
+@dataclasses.dataclass
+class RandomSamplingMaskerConfig(SamplingMaskerConfig):
+    """``sampling_rate`` in (0, 1]: keep-probability of every key not already selected."""
+
+    sampling_rate: float = 1.0
+
+    def validate(self) -> None:
+        super().validate()
+        check_float(self, "sampling_rate", self.sampling_rate, 0.0, 1.0, low_inclusive=False)
+
+
+class RandomSamplingMasker(SamplingMasker):
+    """Bernoulli(``sampling_rate``) over the keys not yet selected and not masked."""
+
+    config_type = RandomSamplingMaskerConfig
+    config: RandomSamplingMaskerConfig
+
+    def keep_probabilities(
+        self,
+        keys: torch.Tensor,
+        queries: torch.Tensor,
+        values: torch.Tensor,
+        scaling: float,
+        population: torch.Tensor,
+        **kwargs: Any,
+    ) -> torch.Tensor:
+        return torch.full((1, 1, 1, 1), float(self.config.sampling_rate), device=keys.device)
