@@ -1,0 +1,544 @@
+"""ModelAdapterHF: answers requests with a HuggingFace decoder, sparse attention optional.
+
+Data flow of one request (see DESIGN.md, "Data flow"): tokenize (chat template when the
+tokenizer has one) → prefill the context once, densely → for each batch of questions: copy the
+context KV cache, run the question tokens and every generated token in sparse mode →
+decode. Sparse mode switches the model's ``attn_implementation`` to a name this adapter
+registered in transformers' ``AttentionInterface`` (+ ``AttentionMaskInterface``), whose
+function forwards to ``ResearchAttention.custom_attention``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import time
+import weakref
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+from sah_protocol import (
+    ModelAdapter,
+    ModelHubAdapterInterface,
+    Request,
+    RequestResponse,
+    SparseAttentionAdapterInterface,
+)
+
+from sah_adapters.attention_registration import (
+    NAME_PREFIX,
+    register_attention,
+    unique_attention_name,
+    unregister_attention,
+)
+from sah_adapters.generation_settings import GenerationSettings, RequestSettings
+from sah_adapters.model_loading import load_model, load_tokenizer
+from sah_adapters.prompt_builder import (
+    build_template,
+    encode_context,
+    encode_question,
+    has_chat_template,
+    question_text,
+    truncate_context,
+)
+from sah_adapters.reference_attention import reference_attention
+from sah_adapters.request_stats import RequestStats
+from sah_adapters.token_sampling import select_next_tokens
+from sah_adapters.transformers_compat import (
+    attention_implementation,
+    cache_argument_name,
+    new_dynamic_cache,
+)
+
+logger = logging.getLogger(__name__)
+
+# Layer types (``config.layer_types``) whose layers call the attention function.
+_ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+def _make_attention_function(adapter_ref: weakref.ref[ModelAdapterHF]) -> Callable[..., Any]:
+    """The function transformers calls in every attention layer while sparse mode is on.
+
+    It holds the adapter weakly, so the global registry does not keep a forgotten adapter
+    (and its model) alive; a finalizer then removes the registration.
+    """
+
+    def sah_research_attention(
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None = None,
+        dropout: float = 0.0,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        adapter = adapter_ref()
+        if adapter is None:
+            raise RuntimeError("the ModelAdapterHF that registered this attention was deleted")
+        return adapter._attend(module, query, key, value, attention_mask, scaling, dropout, kwargs)
+
+    return sah_research_attention
+
+
+class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdapterInterface):
+    """Sparse attention inside any HF decoder whose attention goes through the registry.
+
+    Args:
+        model_name: a hub id, a local folder, or a built-in offline model
+            (``sah_adapters.BUILTIN_MODELS``: ``"smollm2-135m"``, ``"gemma3-270m"``).
+        sparse_attention_config: a ``sah_core.ResearchAttentionConfig``; ``None`` gives a
+            dense-only adapter (every token runs the model's own attention).
+        model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (default
+            ``dtype=float32``, ``trust_remote_code=False``).
+        tokenizer_kwargs: passed to ``AutoTokenizer.from_pretrained``.
+        device: where to put the model (default: where ``from_pretrained`` leaves it, the CPU).
+
+    Use as a context manager, or call :meth:`close`, to remove the registration.
+    ``last_request_stats`` holds the timings of the latest :meth:`process_request`.
+    """
+
+    model: Any
+    tokenizer: Any
+    last_request_stats: RequestStats | None
+
+    def __init__(
+        self,
+        model_name: str,
+        sparse_attention_config: Any | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        tokenizer_kwargs: dict[str, Any] | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        given = (("model_kwargs", model_kwargs), ("tokenizer_kwargs", tokenizer_kwargs))
+        for field, value in given:
+            if value is not None and not isinstance(value, dict):
+                raise ValueError(f"{field} must be a dict or None, got {type(value).__name__}")
+        self.model_name = model_name
+        self.device = None if device is None else torch.device(device)
+        model = self.create_model(model_name, dict(model_kwargs or {}))
+        tokenizer = self.create_tokenizer(model_name, dict(tokenizer_kwargs or {}))
+        self._initialize(model, tokenizer, sparse_attention_config)
+
+    @classmethod
+    def from_model(
+        cls,
+        model: Any,
+        tokenizer: Any,
+        sparse_attention_config: Any | None = None,
+        model_name: str | None = None,
+    ) -> ModelAdapterHF:
+        """Wrap an already loaded model and tokenizer (the model is switched to eval mode)."""
+        adapter = cls.__new__(cls)
+        adapter.model_name = model_name or str(
+            getattr(model.config, "_name_or_path", "") or type(model).__name__
+        )
+        adapter.device = None
+        model.eval()
+        adapter._initialize(model, tokenizer, sparse_attention_config)
+        return adapter
+
+    # ------------------------------------------------------------------ ModelHubAdapterInterface
+    def create_model(self, model_name: str, model_kwargs: dict[str, Any]) -> Any:
+        device = None if self.device is None else str(self.device)
+        return load_model(model_name, model_kwargs, device)
+
+    def create_tokenizer(self, model_name: str, tokenizer_kwargs: dict[str, Any]) -> Any:
+        return load_tokenizer(model_name, tokenizer_kwargs)
+
+    # ------------------------------------------------------------------ set-up and tear-down
+    def _initialize(self, model: Any, tokenizer: Any, sparse_attention_config: Any | None) -> None:
+        self._closed = True  # until registration succeeds, close() has nothing to undo
+        self.model = model
+        self.tokenizer = tokenizer
+        self.sparse_attention_config = sparse_attention_config
+        self.last_request_stats = None
+        self._research_attention = self._build_research_attention(sparse_attention_config)
+        self._dense_implementation = attention_implementation(model)
+        if self._dense_implementation.startswith(NAME_PREFIX):
+            raise ValueError(
+                f"the model's attn_implementation is {self._dense_implementation!r}, another "
+                "adapter's sparse mode; close that adapter (or leave its sparse mode) first"
+            )
+        self._cache_argument = cache_argument_name(model)
+        self._accepts_logits_to_keep = "logits_to_keep" in _forward_parameters(model)
+        self._sparse_meta_data: dict[Any, Any] = {}
+        self._probe_layers: list[int | None] | None = None
+        self._attention_name = unique_attention_name()
+        self._attention_function = _make_attention_function(weakref.ref(self))
+        register_attention(self._attention_name, self._attention_function)
+        self._unregister = weakref.finalize(self, unregister_attention, self._attention_name)
+        self._closed = False
+        try:
+            self._check_attention_dispatch()
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _build_research_attention(config: Any | None) -> Any | None:
+        if config is None:
+            return None
+        from sah_core import ResearchAttention, ResearchAttentionConfig
+
+        if not isinstance(config, ResearchAttentionConfig):
+            raise ValueError(
+                "sparse_attention_config must be a sah_core.ResearchAttentionConfig or None, "
+                f"got {type(config).__name__}: {config!r:.100}"
+            )
+        return ResearchAttention.create_from_config(config)
+
+    def _expected_attention_layers(self) -> set[int]:
+        text_config = self.model.config.get_text_config(decoder=True)
+        layer_types = getattr(text_config, "layer_types", None)
+        if layer_types:
+            return {i for i, t in enumerate(layer_types) if t in _ATTENTION_LAYER_TYPES}
+        return set(range(int(text_config.num_hidden_layers)))
+
+    def _check_attention_dispatch(self) -> None:
+        """Run two tokens in sparse mode and check every attention layer called our function.
+
+        Models whose attention does not dispatch through ``AttentionInterface`` (remote code,
+        older architectures) would otherwise run dense silently while being reported sparse.
+        """
+        expected = self._expected_attention_layers()
+        token = self._pad_token_id()
+        ids = torch.tensor([[token, token]], device=self._model_device())
+        self._probe_layers = []
+        try:
+            with torch.no_grad(), self.enable_sparse_mode():
+                self.model(input_ids=ids, use_cache=False)
+            seen = list(self._probe_layers)
+        except Exception as error:
+            raise ValueError(
+                f"{type(self.model).__name__} could not run with the registered attention "
+                f"{self._attention_name!r}: {error}"
+            ) from error
+        finally:
+            self._probe_layers = None
+        if None in seen:
+            raise ValueError(
+                f"{type(self.model).__name__}: an attention module has no `layer_idx`, so "
+                "per-layer sparse state cannot be kept; this model is not supported"
+            )
+        missing = sorted(expected - set(seen))
+        if missing:
+            raise ValueError(
+                f"{type(self.model).__name__} does not route attention through transformers' "
+                f"AttentionInterface: layers {missing} never called the registered function "
+                f"(called: {sorted(set(seen))}). Sparse attention cannot be applied to it; "
+                "use a model class whose attention uses ALL_ATTENTION_FUNCTIONS (no remote code)."
+            )
+
+    def close(self) -> None:
+        """Leave sparse mode if on and remove the registration (idempotent)."""
+        if getattr(self, "_closed", True):
+            return
+        if attention_implementation(self.model) == self._attention_name:
+            self.model.set_attn_implementation(self._dense_implementation)
+        self._unregister()
+        self._closed = True
+
+    def __enter__(self) -> ModelAdapterHF:
+        return self
+
+    @property
+    def attention_name(self) -> str:
+        """The name registered in transformers' attention registries."""
+        return self._attention_name
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise RuntimeError(f"ModelAdapterHF({self.model_name!r}) is closed")
+
+    # ------------------------------------------------------------------ attention switching
+    def get_custom_attention_function(self) -> Callable[..., Any]:
+        return self._attention_function
+
+    def _switch_to(self, implementation: str) -> None:
+        if attention_implementation(self.model) == implementation:
+            return
+        self.model.set_attn_implementation(implementation)
+        if attention_implementation(self.model) != implementation:
+            # transformers only logs a warning when a model cannot switch dynamically.
+            raise ValueError(
+                f"{type(self.model).__name__} refused attn_implementation={implementation!r}; "
+                "its attention does not go through transformers' AttentionInterface"
+            )
+
+    @contextlib.contextmanager
+    def _use_implementation(self, implementation: str) -> Iterator[None]:
+        self._require_open()
+        previous = attention_implementation(self.model)
+        self._switch_to(implementation)
+        try:
+            yield
+        finally:
+            self._switch_to(previous)
+
+    def enable_sparse_mode(self) -> contextlib.AbstractContextManager[None]:
+        """Run the model through the registered sparse attention; restores on exit."""
+        return self._use_implementation(self._attention_name)
+
+    def enable_dense_mode(self) -> contextlib.AbstractContextManager[None]:
+        """Run the model with the attention it was loaded with; restores on exit."""
+        return self._use_implementation(self._dense_implementation)
+
+    def _attend(
+        self,
+        module: torch.nn.Module,
+        query: torch.Tensor,
+        key: torch.Tensor,
+        value: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None,
+        dropout: float,
+        kwargs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        layer_idx = getattr(module, "layer_idx", None)
+        if self._probe_layers is not None:
+            self._probe_layers.append(layer_idx)
+        if self._research_attention is None or self._probe_layers is not None:
+            return reference_attention(
+                module, query, key, value, attention_mask, scaling, dropout, **kwargs
+            )
+        kwargs.setdefault("layer_idx", layer_idx)
+        return self._research_attention.custom_attention(  # type: ignore[no-any-return]
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling,
+            dropout,
+            self._sparse_meta_data,
+            **kwargs,
+        )
+
+    # ------------------------------------------------------------------ requests
+    def process_request(
+        self,
+        request: Request,
+        generation_kwargs: dict[str, Any] | None = None,
+        request_kwargs: dict[str, Any] | None = None,
+    ) -> RequestResponse:
+        """Answer every question of ``request``; see the module docstring for the flow.
+
+        generation_kwargs: ``max_new_tokens`` (32), ``do_sample``, ``temperature``, ``top_p``,
+        ``top_k``, ``seed``, ``stop`` (str or list; the answer ends before it),
+        ``eos_token_id`` (default: the model's). Greedy unless sampling is asked for.
+        request_kwargs: ``batch_size`` (questions decoded together, default 1),
+        ``max_context_length`` (tokens), ``truncation`` ("middle" | "left" | "right"),
+        ``use_chat_template`` (default: when the tokenizer has one).
+        The context and question strings are concatenated as given (include separators).
+        """
+        self._require_open()
+        if not isinstance(request, Request):
+            raise ValueError(
+                f"request must be a sah_protocol.Request, got {type(request).__name__}"
+            )
+        settings = GenerationSettings.from_kwargs(generation_kwargs)
+        options = RequestSettings.from_kwargs(request_kwargs)
+        started = time.perf_counter()
+        stats = RequestStats()
+
+        use_template = options.use_chat_template
+        if use_template is None:
+            use_template = has_chat_template(self.tokenizer)
+        elif use_template and not has_chat_template(self.tokenizer):
+            raise ValueError(
+                "request_kwargs['use_chat_template']=True but the tokenizer has no chat template"
+            )
+        context = request.context
+        if options.max_context_length is not None:
+            context = truncate_context(
+                self.tokenizer, context, options.max_context_length, options.truncation
+            )
+        template = build_template(self.tokenizer, context, use_template)
+        context_ids = encode_context(self.tokenizer, template)
+        question_ids = [
+            encode_question(self.tokenizer, question_text(template, q, request.answer_prefix))
+            for q in request.question_list
+        ]
+        if not context_ids and not all(question_ids):
+            raise ValueError(
+                "request tokenizes to no tokens at all (empty context and question, no template)"
+            )
+        stats.context_tokens = len(context_ids)
+        stats.question_tokens = [len(q) for q in question_ids]
+
+        generator = None
+        if settings.seed is not None:
+            generator = torch.Generator(device=self._model_device()).manual_seed(settings.seed)
+        # Left padding inside a batch needs context keys for the pad rows to attend to.
+        batch_size = options.batch_size if context_ids else 1
+        answers: list[str] = []
+        with torch.no_grad():
+            t0 = time.perf_counter()
+            with self.enable_dense_mode():
+                context_cache, context_logits = self._prefill_context(context_ids)
+            stats.context_prefill_seconds = time.perf_counter() - t0
+            for start in range(0, len(question_ids), batch_size):
+                batch = question_ids[start : start + batch_size]
+                answers.extend(
+                    self._answer_batch(
+                        context_cache,
+                        len(context_ids),
+                        context_logits,
+                        batch,
+                        settings,
+                        generator,
+                        stats,
+                    )
+                )
+        stats.total_seconds = time.perf_counter() - started
+        self.last_request_stats = stats
+        return RequestResponse.for_request(request, answers)
+
+    def _model_device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _forward(self, **inputs: Any) -> Any:
+        cache = inputs.pop("cache")
+        inputs[self._cache_argument] = cache
+        if self._accepts_logits_to_keep:
+            inputs["logits_to_keep"] = 1  # only the last position's logits are ever needed
+        return self.model(use_cache=True, **inputs)
+
+    def _prefill_context(self, context_ids: list[int]) -> tuple[Any, torch.Tensor | None]:
+        cache = new_dynamic_cache(self.model.config)
+        if not context_ids:
+            return cache, None
+        device = self._model_device()
+        ids = torch.tensor([context_ids], device=device)
+        out = self._forward(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            position_ids=torch.arange(len(context_ids), device=device)[None],
+            cache=cache,
+        )
+        return cache, out.logits[:, -1, :]
+
+    def _eos_ids(self, settings: GenerationSettings) -> set[int]:
+        if settings.eos_token_ids is not None:
+            return set(settings.eos_token_ids)
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        if configured is None:
+            configured = self.tokenizer.eos_token_id
+        if configured is None:
+            return set()
+        return {int(configured)} if isinstance(configured, int) else {int(e) for e in configured}
+
+    def _pad_token_id(self) -> int:
+        for candidate in (
+            self.tokenizer.pad_token_id,
+            getattr(getattr(self.model, "generation_config", None), "pad_token_id", None),
+            self.tokenizer.eos_token_id,
+        ):
+            if isinstance(candidate, int):
+                return candidate
+        return 0
+
+    def _answer_batch(
+        self,
+        context_cache: Any,
+        context_length: int,
+        context_logits: torch.Tensor | None,
+        questions: list[list[int]],
+        settings: GenerationSettings,
+        generator: torch.Generator | None,
+        stats: RequestStats,
+    ) -> list[str]:
+        """Decode a batch of questions against a private copy of the context cache.
+
+        Questions are left-padded within their own segment: [context | pads | question | new
+        tokens]. Pads are masked out as keys and get no position, so every row computes what it
+        would alone (for sliding-window layers the pads still occupy cache slots of the window).
+        """
+        device = self._model_device()
+        batch, lengths = len(questions), [len(q) for q in questions]
+        longest = max(lengths)
+        pad = self._pad_token_id()
+        cache = copy.deepcopy(context_cache)  # the context cache stays pristine for the next batch
+        if batch > 1:
+            cache.batch_repeat_interleave(batch)
+        self._sparse_meta_data = {}  # per-question sparse state: nothing leaks across batches
+        mode = self.enable_sparse_mode if self._research_attention else self.enable_dense_mode
+
+        input_ids = torch.full((batch, longest), pad, dtype=torch.long)
+        mask = torch.zeros((batch, context_length + longest), dtype=torch.long)
+        mask[:, :context_length] = 1
+        positions = torch.full((batch, longest), context_length, dtype=torch.long)
+        for row, ids in enumerate(questions):
+            if ids:
+                input_ids[row, longest - len(ids) :] = torch.tensor(ids)
+                mask[row, context_length + longest - len(ids) :] = 1
+                positions[row, longest - len(ids) :] = context_length + torch.arange(len(ids))
+        input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
+
+        eos = self._eos_ids(settings)
+        generated: list[list[int]] = [[] for _ in range(batch)]
+        finished = [False] * batch
+        with mode():
+            t0 = time.perf_counter()
+            if longest > 0:
+                out = self._forward(
+                    input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache
+                )
+                logits = out.logits[:, -1, :]
+                for row, n in enumerate(lengths):
+                    if n == 0 and context_logits is not None:  # the answer starts right away
+                        logits[row] = context_logits[0]
+            else:
+                assert context_logits is not None  # checked in process_request
+                logits = context_logits.expand(batch, -1)
+            t1 = time.perf_counter()
+            stats.question_prefill_seconds += t1 - t0
+            next_positions = (context_length + torch.tensor(lengths, device=device))[:, None]
+            for step in range(settings.max_new_tokens):
+                tokens = select_next_tokens(logits, settings, generator)
+                for row, token in enumerate(tokens.tolist()):
+                    if finished[row]:
+                        continue
+                    if token in eos:
+                        finished[row] = True
+                        continue
+                    generated[row].append(token)
+                    if settings.stop and self._hit_stop(generated[row], settings.stop):
+                        finished[row] = True
+                if all(finished) or step == settings.max_new_tokens - 1:
+                    break
+                mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
+                out = self._forward(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask,
+                    position_ids=next_positions,
+                    cache=cache,
+                )
+                logits = out.logits[:, -1, :]
+                next_positions = next_positions + 1
+            stats.decode_seconds += time.perf_counter() - t1
+        stats.generated_tokens.extend(len(g) for g in generated)
+        stats.answer_token_ids.extend(list(g) for g in generated)
+        return [self._finish_text(g, settings.stop) for g in generated]
+
+    def _hit_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
+        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        return any(s in text for s in stop)
+
+    def _finish_text(self, tokens: list[int], stop: tuple[str, ...]) -> str:
+        text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
+        return text[:cut] if cut >= 0 else text
+
+
+def _forward_parameters(model: Any) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
