@@ -42,9 +42,7 @@ def check_qkv(
                 f"{tuple(tensor.shape)}"
             )
         if tensor.dtype not in SUPPORTED_DTYPES:
-            raise ValueError(
-                f"{name}.dtype is {tensor.dtype}; allowed: float16, bfloat16, float32"
-            )
+            raise ValueError(f"{name}.dtype is {tensor.dtype}; allowed: float16, bfloat16, float32")
     if keys.dtype != queries.dtype or values.dtype != queries.dtype:
         raise ValueError(
             f"queries, keys and values must share a dtype; got {queries.dtype}, {keys.dtype}, "
@@ -92,8 +90,7 @@ def check_index_mask(
         raise ValueError(f"indices.dtype is {indices.dtype}; allowed: int64, int32")
     if weights.shape != indices.shape:
         raise ValueError(
-            f"weights shape {tuple(weights.shape)} must equal indices shape "
-            f"{tuple(indices.shape)}"
+            f"weights shape {tuple(weights.shape)} must equal indices shape {tuple(indices.shape)}"
         )
     if not weights.is_floating_point():
         raise ValueError(f"weights.dtype is {weights.dtype}; must be a floating dtype")

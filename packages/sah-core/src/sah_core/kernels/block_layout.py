@@ -50,9 +50,7 @@ def check_block_mask(block_mask: torch.Tensor, block_size: int, shapes: Attentio
         )
 
 
-def block_mask_from_active_blocks(
-    active_blocks: torch.Tensor, num_key_blocks: int
-) -> torch.Tensor:
+def block_mask_from_active_blocks(active_blocks: torch.Tensor, num_key_blocks: int) -> torch.Tensor:
     """Turn per-row lists of active key blocks ``[..., M]`` (padded with -1) into a bool mask.
 
     Returns ``[..., num_key_blocks]`` bool. Values outside ``[-1, num_key_blocks)`` are rejected.
@@ -67,7 +65,8 @@ def block_mask_from_active_blocks(
             f"{int(active_blocks.max())}]; allowed: -1 (padding) or [0, {num_key_blocks})"
         )
     mask = torch.zeros(
-        (*active_blocks.shape[:-1], num_key_blocks + 1), dtype=torch.bool,
+        (*active_blocks.shape[:-1], num_key_blocks + 1),
+        dtype=torch.bool,
         device=active_blocks.device,
     )
     # Padding (-1) lands in the extra last column, which is dropped.

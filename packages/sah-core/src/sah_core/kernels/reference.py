@@ -95,7 +95,7 @@ def sparse_decode_attention_reference(
     selected_values = torch.gather(values, 2, gather_index).reshape(shape)
 
     logits = torch.einsum("bhqd,bhqld->bhql", queries.float(), selected_keys.float()) * scaling
-    safe_weights = torch.where(selected, weights.float(), torch.ones_like(weights, dtype=torch.float))
+    safe_weights = torch.where(selected, weights.float(), 1.0)
     logits = logits - torch.log(safe_weights)
     logits = logits.masked_fill(~selected, float("-inf"))
     return _softmax_weighted_sum(logits, selected_values, sinks).to(queries.dtype)

@@ -27,15 +27,38 @@ LOG2_E = math.log2(math.e)
 
 @triton.jit
 def _block_sparse_prefill_kernel(
-    Q, K, V, LISTS, COUNTS, SINKS, OUT,
-    stride_qb, stride_qh, stride_qm,
-    stride_kb, stride_kh, stride_kn,
-    stride_vb, stride_vh, stride_vn,
-    num_q_heads, group_size, mask_batch, mask_heads, num_q_blocks, max_active,
-    q_len, kv_len, head_dim, scale_log2,
-    CAUSAL: tl.constexpr, HAS_SINKS: tl.constexpr, NATIVE_DOT: tl.constexpr,
+    Q,
+    K,
+    V,
+    LISTS,
+    COUNTS,
+    SINKS,
+    OUT,
+    stride_qb,
+    stride_qh,
+    stride_qm,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    num_q_heads,
+    group_size,
+    mask_batch,
+    mask_heads,
+    num_q_blocks,
+    max_active,
+    q_len,
+    kv_len,
+    head_dim,
+    scale_log2,
+    CAUSAL: tl.constexpr,
+    HAS_SINKS: tl.constexpr,
+    NATIVE_DOT: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
-    BLOCK: tl.constexpr, BLOCK_D: tl.constexpr,
+    BLOCK: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     q_block = tl.program_id(0)
     batch_head = tl.program_id(1)
@@ -51,9 +74,13 @@ def _block_sparse_prefill_kernel(
     dim_offsets = tl.arange(0, BLOCK_D)
     dim_in_range = dim_offsets < head_dim
     q = tl.load(
-        Q + batch * stride_qb + q_head * stride_qh + rows[:, None] * stride_qm
+        Q
+        + batch * stride_qb
+        + q_head * stride_qh
+        + rows[:, None] * stride_qm
         + dim_offsets[None, :],
-        mask=row_in_range[:, None] & dim_in_range[None, :], other=0.0,
+        mask=row_in_range[:, None] & dim_in_range[None, :],
+        other=0.0,
     )
     if not NATIVE_DOT:
         q = q.to(tl.float32)
@@ -78,8 +105,9 @@ def _block_sparse_prefill_kernel(
         cols = key_block * BLOCK + tl.arange(0, BLOCK)
         col_in_range = cols < kv_len
         kv_mask = col_in_range[:, None] & dim_in_range[None, :]
-        k = tl.load(k_base + cols[:, None] * stride_kn + dim_offsets[None, :], mask=kv_mask,
-                    other=0.0)
+        k = tl.load(
+            k_base + cols[:, None] * stride_kn + dim_offsets[None, :], mask=kv_mask, other=0.0
+        )
         if not NATIVE_DOT:
             k = k.to(tl.float32)
         scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
@@ -92,8 +120,9 @@ def _block_sparse_prefill_kernel(
         rescale = tl.exp2(running_max - shift)
         probs = tl.exp2(logits - shift[:, None])
         running_sum = running_sum * rescale + tl.sum(probs, axis=1)
-        v = tl.load(v_base + cols[:, None] * stride_vn + dim_offsets[None, :], mask=kv_mask,
-                    other=0.0)
+        v = tl.load(
+            v_base + cols[:, None] * stride_vn + dim_offsets[None, :], mask=kv_mask, other=0.0
+        )
         if NATIVE_DOT:
             update = tl.dot(probs.to(v.dtype), v)
         else:
@@ -103,7 +132,8 @@ def _block_sparse_prefill_kernel(
 
     out = acc / tl.where(running_sum > 0.0, running_sum, 1.0)[:, None]
     tl.store(
-        OUT + ((batch * num_q_heads + q_head) * q_len + rows)[:, None].to(tl.int64) * head_dim
+        OUT
+        + ((batch * num_q_heads + q_head) * q_len + rows)[:, None].to(tl.int64) * head_dim
         + dim_offsets[None, :],
         out.to(OUT.dtype.element_ty),
         mask=row_in_range[:, None] & dim_in_range[None, :],
@@ -135,23 +165,46 @@ def block_sparse_prefill_attention_triton(
     )
     lists, counts = active_block_lists(block_mask)
     mask_batch, mask_heads, num_q_blocks, max_active = lists.shape
-    out = torch.empty((batch, num_q_heads, q_len, head_dim), dtype=queries.dtype,
-                      device=queries.device)
+    out = torch.empty(
+        (batch, num_q_heads, q_len, head_dim), dtype=queries.dtype, device=queries.device
+    )
     if out.numel() == 0:
         return out
     native_dot = queries.dtype != torch.float32 and not interpreting()
     grid = (num_q_blocks, batch * num_q_heads)
     _block_sparse_prefill_kernel[grid](
-        queries, keys, values, lists, counts,
-        sinks.contiguous() if sinks is not None else counts, out,
-        queries.stride(0), queries.stride(1), queries.stride(2),
-        keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2),
-        num_q_heads, num_q_heads // num_kv_heads, mask_batch, mask_heads, num_q_blocks,
-        max_active, q_len, kv_len, head_dim, scaling * LOG2_E,
-        CAUSAL=causal, HAS_SINKS=sinks is not None, NATIVE_DOT=native_dot,
+        queries,
+        keys,
+        values,
+        lists,
+        counts,
+        sinks.contiguous() if sinks is not None else counts,
+        out,
+        queries.stride(0),
+        queries.stride(1),
+        queries.stride(2),
+        keys.stride(0),
+        keys.stride(1),
+        keys.stride(2),
+        values.stride(0),
+        values.stride(1),
+        values.stride(2),
+        num_q_heads,
+        num_q_heads // num_kv_heads,
+        mask_batch,
+        mask_heads,
+        num_q_blocks,
+        max_active,
+        q_len,
+        kv_len,
+        head_dim,
+        scaling * LOG2_E,
+        CAUSAL=causal,
+        HAS_SINKS=sinks is not None,
+        NATIVE_DOT=native_dot,
         DOT_PRECISION="ieee" if queries.dtype == torch.float32 else "tf32",
-        BLOCK=block_size, BLOCK_D=next_power_of_2(head_dim),
+        BLOCK=block_size,
+        BLOCK_D=next_power_of_2(head_dim),
         num_warps=4 if block_size <= 64 else 8,
     )
     return out

@@ -37,16 +37,40 @@ _MAX_SPLITS = 64
 
 @triton.jit
 def _sparse_decode_split_kernel(
-    Q, K, V, IDX, W,
-    PART_ACC, PART_M, PART_L,
-    stride_qb, stride_qh, stride_qq,
-    stride_kb, stride_kh, stride_kn,
-    stride_vb, stride_vh, stride_vn,
-    num_q_heads, num_index_heads, q_len, list_len, kv_len, head_dim,
-    group_size, heads_per_program, chunk_len, num_splits, scale_log2,
+    Q,
+    K,
+    V,
+    IDX,
+    W,
+    PART_ACC,
+    PART_M,
+    PART_L,
+    stride_qb,
+    stride_qh,
+    stride_qq,
+    stride_kb,
+    stride_kh,
+    stride_kn,
+    stride_vb,
+    stride_vh,
+    stride_vn,
+    num_q_heads,
+    num_index_heads,
+    q_len,
+    list_len,
+    kv_len,
+    head_dim,
+    group_size,
+    heads_per_program,
+    chunk_len,
+    num_splits,
+    scale_log2,
     L_BUCKET,
-    BLOCK_H: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
-    USE_DOT: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_D: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    DOT_PRECISION: tl.constexpr,
 ):
     row = tl.program_id(0)
     split = tl.program_id(1)
@@ -66,8 +90,11 @@ def _sparse_decode_split_kernel(
     dim_offsets = tl.arange(0, BLOCK_D)
     dim_in_range = dim_offsets < head_dim
     q_ptrs = (
-        Q + batch * stride_qb + (first_q_head + head_offsets)[:, None] * stride_qh
-        + q_row * stride_qq + dim_offsets[None, :]
+        Q
+        + batch * stride_qb
+        + (first_q_head + head_offsets)[:, None] * stride_qh
+        + q_row * stride_qq
+        + dim_offsets[None, :]
     )
     q = tl.load(q_ptrs, mask=head_in_range[:, None] & dim_in_range[None, :], other=0.0)
     q = q.to(tl.float32)
@@ -90,7 +117,8 @@ def _sparse_decode_split_kernel(
         selected = (key_index >= 0) & (key_index < kv_len) & (keep_prob > 0.0)
         row_mask = selected[:, None] & dim_in_range[None, :]
         k = tl.load(
-            k_base + key_index[:, None] * stride_kn + dim_offsets[None, :], mask=row_mask,
+            k_base + key_index[:, None] * stride_kn + dim_offsets[None, :],
+            mask=row_mask,
             other=0.0,
         ).to(tl.float32)
         if USE_DOT:
@@ -108,7 +136,8 @@ def _sparse_decode_split_kernel(
         probs = tl.exp2(logits - shift[:, None])
         running_sum = running_sum * rescale + tl.sum(probs, axis=1)
         v = tl.load(
-            v_base + key_index[:, None] * stride_vn + dim_offsets[None, :], mask=row_mask,
+            v_base + key_index[:, None] * stride_vn + dim_offsets[None, :],
+            mask=row_mask,
             other=0.0,
         ).to(tl.float32)
         if USE_DOT:
@@ -123,23 +152,34 @@ def _sparse_decode_split_kernel(
     tl.store(PART_M + part_slot, running_max, mask=head_in_range)
     tl.store(PART_L + part_slot, running_sum, mask=head_in_range)
     tl.store(
-        PART_ACC + part_slot[:, None] * BLOCK_D + dim_offsets[None, :], acc,
+        PART_ACC + part_slot[:, None] * BLOCK_D + dim_offsets[None, :],
+        acc,
         mask=head_in_range[:, None],
     )
 
 
 @triton.jit
 def _merge_splits_kernel(
-    PART_ACC, PART_M, PART_L, SINKS, OUT,
-    num_q_heads, q_len, head_dim, num_splits,
-    HAS_SINKS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_D: tl.constexpr,
+    PART_ACC,
+    PART_M,
+    PART_L,
+    SINKS,
+    OUT,
+    num_q_heads,
+    q_len,
+    head_dim,
+    num_splits,
+    HAS_SINKS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
+    BLOCK_D: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     split_offsets = tl.arange(0, BLOCK_S)
     split_in_range = split_offsets < num_splits
     dim_offsets = tl.arange(0, BLOCK_D)
-    part_m = tl.load(PART_M + row * num_splits + split_offsets, mask=split_in_range,
-                     other=float("-inf"))
+    part_m = tl.load(
+        PART_M + row * num_splits + split_offsets, mask=split_in_range, other=float("-inf")
+    )
     part_l = tl.load(PART_L + row * num_splits + split_offsets, mask=split_in_range, other=0.0)
     total_max = tl.max(part_m, axis=0)
     if HAS_SINKS:
@@ -153,13 +193,17 @@ def _merge_splits_kernel(
         denominator += tl.exp2(sink_log2 - shift)
     part_acc = tl.load(
         PART_ACC + (row * num_splits + split_offsets)[:, None] * BLOCK_D + dim_offsets[None, :],
-        mask=split_in_range[:, None], other=0.0,
+        mask=split_in_range[:, None],
+        other=0.0,
     )
     numerator = tl.sum(part_acc * split_scale[:, None], axis=0)
     # A row that selected nothing has numerator 0 and outputs zeros.
     out = numerator / tl.where(denominator > 0.0, denominator, 1.0)
-    tl.store(OUT + row * head_dim + dim_offsets, out.to(OUT.dtype.element_ty),
-             mask=dim_offsets < head_dim)
+    tl.store(
+        OUT + row * head_dim + dim_offsets,
+        out.to(OUT.dtype.element_ty),
+        mask=dim_offsets < head_dim,
+    )
 
 
 def _gpu_configs() -> list[Any]:
@@ -252,21 +296,54 @@ def sparse_decode_attention_triton(
         meta["BLOCK_N"] = _INTERPRETER_BLOCK_N
     precision = "ieee" if queries.dtype == torch.float32 else "tf32"
     _split_kernel_launcher()[(rows, num_splits)](
-        queries, keys, values, indices, weights,
-        part_acc, part_m, part_l,
-        queries.stride(0), queries.stride(1), queries.stride(2),
-        keys.stride(0), keys.stride(1), keys.stride(2),
-        values.stride(0), values.stride(1), values.stride(2),
-        num_q_heads, num_index_heads, q_len, list_len, kv_len, head_dim,
-        group_size, heads_per_program, chunk_len, num_splits, scaling * LOG2_E,
+        queries,
+        keys,
+        values,
+        indices,
+        weights,
+        part_acc,
+        part_m,
+        part_l,
+        queries.stride(0),
+        queries.stride(1),
+        queries.stride(2),
+        keys.stride(0),
+        keys.stride(1),
+        keys.stride(2),
+        values.stride(0),
+        values.stride(1),
+        values.stride(2),
+        num_q_heads,
+        num_index_heads,
+        q_len,
+        list_len,
+        kv_len,
+        head_dim,
+        group_size,
+        heads_per_program,
+        chunk_len,
+        num_splits,
+        scaling * LOG2_E,
         next_power_of_2(list_len),
-        BLOCK_H=block_h, BLOCK_D=block_d, USE_DOT=shared, DOT_PRECISION=precision,
+        BLOCK_H=block_h,
+        BLOCK_D=block_d,
+        USE_DOT=shared,
+        DOT_PRECISION=precision,
         **meta,
     )
     sink_arg = sinks.contiguous() if sinks is not None else part_m
     _merge_splits_kernel[(out_rows,)](
-        part_acc, part_m, part_l, sink_arg, out,
-        num_q_heads, q_len, head_dim, num_splits,
-        HAS_SINKS=sinks is not None, BLOCK_S=next_power_of_2(num_splits), BLOCK_D=block_d,
+        part_acc,
+        part_m,
+        part_l,
+        sink_arg,
+        out,
+        num_q_heads,
+        q_len,
+        head_dim,
+        num_splits,
+        HAS_SINKS=sinks is not None,
+        BLOCK_S=next_power_of_2(num_splits),
+        BLOCK_D=block_d,
     )
     return out
