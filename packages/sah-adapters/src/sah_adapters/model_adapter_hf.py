@@ -304,6 +304,13 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         layer_idx = getattr(module, "layer_idx", None)
         if self._probe_layers is not None:
             self._probe_layers.append(layer_idx)
+            if self._research_attention is not None and kwargs.get("softcap") is not None:
+                # ResearchAttention computes plain softmax attention; silently dropping the
+                # logit soft-capping (Gemma 2) would change the model.
+                raise ValueError(
+                    f"layer {layer_idx} uses attention logit soft-capping "
+                    f"(softcap={kwargs['softcap']}), which sparse attention does not support"
+                )
         if self._research_attention is None or self._probe_layers is not None:
             return reference_attention(
                 module, query, key, value, attention_mask, scaling, dropout, **kwargs
