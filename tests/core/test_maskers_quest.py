@@ -1,0 +1,149 @@
+"""Quest top-k masker against a naive page-bound reference, plus the shared properties."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sah_core import MaskerConfig, ResearchMasker
+from sah_core.maskers.quest import QuestTopKMasker, QuestTopKMaskerConfig
+
+
+def _load_refs() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "naive_refs_b", Path(__file__).with_name("naive_refs_b.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+refs = _load_refs()
+
+
+def naive_quest_scores(
+    queries: torch.Tensor, keys: torch.Tensor, page_size: int, label_bits: int
+) -> torch.Tensor:
+    """Per-key score = its page's bound sum_d max(q_d min_d, q_d max_d), with plain loops."""
+    b, hq, q, _ = queries.shape
+    hkv, k = keys.shape[1], keys.shape[2]
+    group = hq // hkv
+    out = torch.zeros(b, hq, q, k, dtype=torch.float64)
+    for bi in range(b):
+        for hi in range(hq):
+            for page_start in range(0, k, page_size):
+                page = keys[bi, hi // group, page_start : page_start + page_size].double()
+                low = page.min(dim=0).values
+                high = page.max(dim=0).values
+                if label_bits < 32:
+                    scale = max(float(low.abs().max()), float(high.abs().max()))
+                    step = scale / (2 ** (label_bits - 1) - 1)
+                    low = torch.floor(low / step + 1e-3) * step
+                    high = torch.ceil(high / step - 1e-3) * step
+                for qi in range(q):
+                    query = queries[bi, hi, qi].double()
+                    bound = float(torch.maximum(query * low, query * high).sum())
+                    out[bi, hi, qi, page_start : page_start + page_size] = bound
+    return out
+
+
+def test_invalid_configs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="page_size"):
+        QuestTopKMaskerConfig(heavy_size=4, page_size=0)
+    with pytest.raises(ValueError, match="label_bits"):
+        QuestTopKMaskerConfig(heavy_size=4, label_bits=1)
+    with pytest.raises(ValueError, match="heavy_size"):
+        QuestTopKMaskerConfig(heavy_size=-1)
+    with pytest.raises(ValueError, match="heavy_size"):
+        QuestTopKMaskerConfig(heavy_size=1.5)
+
+
+def test_config_round_trip_and_registry() -> None:
+    config = QuestTopKMaskerConfig(heavy_size=0.25, page_size=4, label_bits=8)
+    again = MaskerConfig.from_dict(config.to_dict())
+    assert again == config
+    assert isinstance(ResearchMasker.create_from_config(again), QuestTopKMasker)
+
+
+@settings(max_examples=8, deadline=None)
+@given(
+    seed=st.integers(0, 1000),
+    hkv=st.sampled_from([1, 2]),
+    group=st.sampled_from([1, 2]),
+    q=st.integers(1, 5),
+    k=st.integers(5, 23),
+    page_size=st.sampled_from([1, 3, 4]),
+    heavy=st.integers(1, 9),
+    label_bits=st.sampled_from([32, 6]),
+    chunk=st.sampled_from([None, 2]),
+)
+def test_matches_naive_reference(
+    seed: int,
+    hkv: int,
+    group: int,
+    q: int,
+    k: int,
+    page_size: int,
+    heavy: int,
+    label_bits: int,
+    chunk: int | None,
+) -> None:
+    queries, keys, values = refs.make_qkv(seed, 2, hkv * group, hkv, q, k, 6)
+    attn = refs.causal_mask(2, q, k)
+    masker = QuestTopKMasker(
+        QuestTopKMaskerConfig(heavy_size=heavy, page_size=page_size, label_bits=label_bits)
+    )
+    mask = refs.call_masker(masker, queries, keys, values, attn, {}, query_chunk_size=chunk)
+    ref = naive_quest_scores(queries, keys, page_size, label_bits)
+    allowed = refs.allowed_keys(attn, ref.shape)
+    if heavy >= k:
+        assert mask.is_full()
+        return
+    refs.check_valid_topk(refs.selected(mask), ref, allowed, heavy)
+    # the masker's own scores equal the reference
+    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=0)
+    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_best_pages_are_taken_whole() -> None:
+    # one key aligned with the query lifts its whole page; budget = one page
+    queries = torch.zeros(1, 1, 1, 4)
+    queries[..., 0] = 1.0
+    keys = torch.randn(1, 1, 16, 4, generator=torch.Generator().manual_seed(0)) * 0.1
+    keys[0, 0, 9, 0] = 5.0
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=4, page_size=4))
+    mask = refs.call_masker(masker, queries, keys, keys)
+    chosen = refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist()
+    assert chosen == [8, 9, 10, 11]
+
+
+def test_common_properties() -> None:
+    refs.check_common_properties(
+        lambda: QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=5, page_size=3)),
+        QuestTopKMaskerConfig(heavy_size=1.0, page_size=3),
+    )
+
+
+@pytest.mark.parametrize("label_bits", [32, 4])
+def test_state_reuse_matches_recompute(label_bits: int) -> None:
+    refs.check_state_reuse(
+        lambda: QuestTopKMasker(
+            QuestTopKMaskerConfig(heavy_size=6, page_size=4, label_bits=label_bits)
+        )
+    )
+
+
+def test_quantised_bound_still_bounds_every_key() -> None:
+    queries, keys, _ = refs.make_qkv(3, 1, 2, 2, 3, 16, 8)
+    scores = naive_quest_scores(queries, keys, 4, 3)
+    exact = torch.einsum("bhqd,bhkd->bhqk", queries.double(), keys.double())
+    assert bool((scores >= exact - 1e-2).all())
+    assert math.isfinite(float(scores.sum()))
