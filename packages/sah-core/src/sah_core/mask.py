@@ -119,7 +119,8 @@ class Mask:
         ``indices`` int64 ``[B, H, Q, L]`` (``-1`` = padding), ``weights`` float of the same
         shape. Repeated indices in a row mean the union of their weights (``clamp(sum)``);
         unless ``assume_unique`` they are folded into one entry here. ``validate=False``
-        skips range checks (trusted internal callers).
+        skips range checks and the zeroing of padding weights (trusted internal callers
+        that already put weight 0 at every -1).
         """
         logical = _check_shape(shape)
         if indices.dim() != 4 or tuple(indices.shape[:3]) != logical[:3]:
@@ -148,10 +149,11 @@ class Mask:
                 raise ValueError(
                     f"weights in [{wlo}, {whi}] are not allowed: weights must lie in [0, 1]"
                 )
-        # Padding always carries weight 0, whatever the caller put there.
-        weights = torch.where(
-            indices >= 0, weights, torch.zeros((), dtype=weights.dtype, device=weights.device)
-        )
+        if validate:
+            # Padding always carries weight 0, whatever the caller put there.
+            weights = torch.where(
+                indices >= 0, weights, torch.zeros((), dtype=weights.dtype, device=weights.device)
+            )
         if not assume_unique:
             indices, weights = _fold_duplicates(indices, weights, logical[3])
         return cls(

@@ -1,8 +1,8 @@
 """Attention paths: dense, dense-mask, and index-form (the kernel hook lives in
-:mod:`sah_core.attention.index_attention`)."""
+:mod:`sah_core.attention.index_form`)."""
 
 from sah_core.attention.dense import dense_attention, dense_mask_attention
-from sah_core.attention.index_attention import (
+from sah_core.attention.index_form import (
     index_attention,
     index_attention_reference,
     register_index_attention_backend,

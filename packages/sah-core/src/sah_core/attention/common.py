@@ -52,7 +52,12 @@ def attended_key_limit(attention_mask: torch.Tensor | None, key_len: int) -> int
     without a mask. Lets causal prefill skip the future part of the key axis."""
     if attention_mask is None or attention_mask.shape[-1] == 0:
         return key_len
-    allowed_cols = (~masked_keys(attention_mask)).flatten(0, -2).any(0)
+    if attention_mask.dtype == torch.bool:
+        allowed_cols = attention_mask.flatten(0, -2).any(0)
+    else:
+        # one reduction pass: a column is usable when its largest entry is not "masked"
+        column_max = attention_mask.flatten(0, -2).amax(0)
+        allowed_cols = column_max > torch.finfo(attention_mask.dtype).min / 2
     nonzero = allowed_cols.nonzero()
     if nonzero.numel() == 0:
         return 0
@@ -102,8 +107,8 @@ def grouped_scores(queries: torch.Tensor, keys: torch.Tensor, scaling: float) ->
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     group = hq // hkv
+    if scaling != 1.0:
+        queries = queries * scaling  # scale the small operand, not the [.., Q, K] product
     grouped = queries.reshape(b, hkv, group * q, d)
     scores = torch.matmul(grouped, keys.transpose(-1, -2))
-    if scaling != 1.0:
-        scores.mul_(scaling)
     return scores.view(b, hq, q, k)

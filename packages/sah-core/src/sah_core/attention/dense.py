@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from sah_core.attention.common import DEFAULT_CHUNK_ELEMENTS, attended_key_limit, grouped_scores
-from sah_core.attention.index_attention import grouped_probs_values
+from sah_core.attention.index_form import grouped_probs_values
 from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
 

@@ -154,9 +154,9 @@ def index_attention_reference(
 
 def _importance_bias(indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """``-log(w)`` for attended entries, ``-inf`` for padding / weight 0 (fp32)."""
+    # padding carries weight 0 by the Mask contract, so w > 0 alone identifies real entries
     w = weights.float()
-    valid = (indices >= 0) & (w > 0)
-    return torch.where(valid, -torch.log(torch.where(valid, w, 1.0)), float("-inf"))
+    return torch.where(w > 0, torch.log(w).neg_(), float("-inf"))
 
 
 def gather_kv_rows(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -169,7 +169,8 @@ def gather_kv_rows(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     base = (torch.arange(b, device=indices.device).unsqueeze(1) * hkv + head_of) * k
     rows = indices.clamp(min=0) + base.view(b, hq, 1, 1)
     flat = tensor.reshape(b * hkv * k, d)
-    return flat.index_select(0, rows.reshape(-1)).view(*indices.shape, d)
+    # embedding is torch's fastest row gather on CPU (faster than index_select/indexing)
+    return torch.nn.functional.embedding(rows.reshape(-1), flat).view(*indices.shape, d)
 
 
 def _gather_chunk(
@@ -216,6 +217,9 @@ def _dense_chunk(
     s_aux: torch.Tensor | None,
     dropout: float,
 ) -> torch.Tensor:
+    """Dense matmuls, sparse softmax: logits of the selected keys are read from one grouped
+    ``q @ k^T`` over the columns the chunk can use, the softmax runs on ``[.., L]`` only, and
+    the probabilities are scattered into a zero matrix for one grouped ``p @ v``."""
     # Only the columns up to the largest selected index matter (the causal part in prefill).
     limit = int(indices.max()) + 1 if indices.numel() > 0 else 0
     if limit <= 0:
@@ -223,15 +227,17 @@ def _dense_chunk(
         return torch.zeros(
             (*queries.shape[:3], values.shape[-1]), dtype=queries.dtype, device=queries.device
         )
-    logits = grouped_scores(queries, keys[:, :, :limit], scaling).float()
-    bias = torch.full_like(logits, float("-inf"))
-    importance = _importance_bias(indices, weights)
-    bias.scatter_reduce_(-1, indices.clamp(min=0), importance, reduce="amax", include_self=True)
-    logits.add_(bias)
+    safe = indices.clamp(min=0)
+    scores = grouped_scores(queries, keys[:, :, :limit], scaling)
+    logits = scores.gather(-1, safe).float().add_(_importance_bias(indices, weights))
     if attention_mask is not None:
-        logits.add_(attention_mask[..., :limit].float())
+        full_shape = (*indices.shape[:3], attention_mask.shape[-1])
+        logits.add_(attention_mask.expand(full_shape).gather(-1, safe).float())
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
-    return grouped_probs_values(probs, values).to(queries.dtype)
+    dense_probs = torch.zeros(scores.shape, dtype=values.dtype, device=values.device)
+    # padding has probability 0, so adding it to column 0 changes nothing
+    dense_probs.scatter_add_(-1, safe, probs.to(values.dtype))
+    return grouped_probs_values(dense_probs, values).to(queries.dtype)
 
 
 def _try_triton_decode(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from sah_core.attention.dense import dense_attention, dense_mask_attention
-from sah_core.attention.index_attention import index_attention
+from sah_core.attention.index_form import index_attention
 from sah_core.mask import Mask
 
 
@@ -23,7 +23,7 @@ def masked_attention(
 ) -> torch.Tensor:
     """``[B, Hq, Q, D]`` attention output under ``mask`` (additive ``attention_mask`` already
     normalised). Empty and full masks mean dense attention; index form goes through
-    :func:`~sah_core.attention.index_attention.index_attention`."""
+    :func:`~sah_core.attention.index_form.index_attention`."""
     kind = mask.representation
     if kind in ("empty", "full"):
         return dense_attention(

@@ -18,7 +18,6 @@ import torch
 
 from sah_core.attention.common import (
     attended_key_limit,
-    masked_keys,
     normalize_attention_mask,
     query_chunk_size,
 )
@@ -111,8 +110,8 @@ class TopKMasker(ResearchMasker):
     ) -> torch.Tensor:
         """Score of every key for a chunk of queries ``[B, Hq, Qc, D]`` -> ``[B, Hq, Qc, K']``.
 
-        Higher = more important. ``K'`` must be ``>= key_limit``: keys at or beyond
-        ``key_limit`` are forbidden for every row of the chunk, so scoring only
+        Higher = more important; NaN is not allowed. ``K'`` must be ``>= key_limit``: keys
+        at or beyond ``key_limit`` are forbidden for every row of the chunk, so scoring only
         ``keys[:, :, :key_limit]`` is enough (and faster). Columns beyond ``K'`` are never
         selected. The returned tensor may be modified by the base (return a fresh one).
         ``kwargs`` carries ``query_start`` (first row of the chunk), ``attention_mask`` (the
@@ -144,16 +143,14 @@ class TopKMasker(ResearchMasker):
         state = self.prepare(keys, queries, values, additive, scaling, sparse_meta_data, **kwargs)
         chunk = query_chunk_size(kwargs, b * h * k)
         kw = {key: v for key, v in kwargs.items() if key not in ("attention_mask", "query_start")}
-        parts_idx: list[torch.Tensor] = []
+        take = min(budget, k)
+        indices = torch.full((b, h, q, take), -1, dtype=torch.int64, device=queries.device)
         for start in range(0, q, chunk):
             end = min(q, start + chunk)
             mask_chunk = None if additive is None else additive[:, :, start:end]
             limit = attended_key_limit(mask_chunk, k)
             if limit == 0:
-                parts_idx.append(
-                    torch.full((b, h, end - start, 0), -1, dtype=torch.int64, device=queries.device)
-                )
-                continue
+                continue  # every key is forbidden for these rows
             scores = self.key_scores(
                 keys,
                 queries[:, :, start:end],
@@ -166,14 +163,10 @@ class TopKMasker(ResearchMasker):
                 sparse_meta_data=sparse_meta_data,
                 **kw,
             )
-            parts_idx.append(
-                self._select(
-                    scores, limit, budget, mask_chunk, previous_mask.query_slice(start, end)
-                )
+            chosen = self._select(
+                scores, limit, budget, mask_chunk, previous_mask.query_slice(start, end)
             )
-        width = max(p.shape[-1] for p in parts_idx)
-        padded = [torch.nn.functional.pad(p, (0, width - p.shape[-1]), value=-1) for p in parts_idx]
-        indices = torch.cat(padded, dim=2) if len(padded) > 1 else padded[0]
+            indices[:, :, start:end, : chosen.shape[-1]] = chosen
         weights = (indices >= 0).to(previous_mask.dtype)
         mine = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
         return previous_mask.merge_disjoint(mine)
@@ -192,14 +185,16 @@ class TopKMasker(ResearchMasker):
                 f"key_scores returned {scores.shape[-1]} columns, which is not allowed: "
                 f"need >= key_limit={limit}"
             )
-        scores = scores[..., :limit].float()
-        # out of place, so the tensor is ours to modify; infinities are kept as they are
-        scores = torch.nan_to_num(
-            scores, nan=float("-inf"), posinf=float("inf"), neginf=float("-inf")
-        )
+        if scores.dtype != torch.float32:
+            scores = scores.float()
+        scores = scores[..., :limit]
+        forbidden_below = float("-inf")
         if mask_chunk is not None:
-            scores.masked_fill_(masked_keys(mask_chunk[..., :limit]), float("-inf"))
+            # Adding the additive mask is one pass; forbidden keys get (near) -inf scores and
+            # are recognised after top-k by their value.
+            scores = scores.add_(mask_chunk[..., :limit])
+            forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
         exclude_previous(scores, previous)
         take = min(budget, limit)
-        values, idx = scores.topk(take, dim=-1, sorted=False)
-        return idx.masked_fill_(values == float("-inf"), -1)
+        values, idx = scores.topk(take, dim=-1, sorted=True)
+        return idx.masked_fill_(values <= forbidden_below, -1)

@@ -1,0 +1,182 @@
+"""ResearchAttention speed vs dense SDPA, ratios measured in the same run.
+
+Decode: B=1, Hq=32, Hkv=8, D=128, fp32, K in {4K, 16K, 32K}; stacks
+[Sink(128), Local(128), OracleTopK(0.05)], [Sink(128), Local(128), Quest(0.05, page 16)] (when
+``sah_core.maskers.QuestTopKMaskerConfig`` exists) and [Sink(128), Local(128),
+AdaptiveSampling(0.05, eps 0.25, delta 0.25)] vs
+``scaled_dot_product_attention(q, k, v, enable_gqa=True)``.
+Prefill: Q=K=2048, B=1, H=8, D=64, causal, [Sink(128), OracleTopK(0.05)] vs causal SDPA.
+
+Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 5] [--quick]``.
+Peak memory is the peak RSS growth over the tensors' baseline, measured per case in a fresh
+child process (``--no-memory`` skips it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from sah_core import (
+    AdaptiveSamplingMaskerConfig,
+    LocalMaskerConfig,
+    OracleTopKConfig,
+    ResearchAttention,
+    ResearchAttentionConfig,
+    SinkMaskerConfig,
+)
+from sah_core import maskers as core_maskers
+
+
+def _time(fn: Callable[[], Any], repeats: int) -> float:
+    fn()  # warm-up
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def decode_stacks() -> dict[str, ResearchAttentionConfig]:
+    stacks = {
+        "sink+local+oracle_topk": ResearchAttentionConfig(
+            [SinkMaskerConfig(128), LocalMaskerConfig(128), OracleTopKConfig(0.05)]
+        ),
+        "sink+local+adaptive": ResearchAttentionConfig(
+            [
+                SinkMaskerConfig(128),
+                LocalMaskerConfig(128),
+                AdaptiveSamplingMaskerConfig(0.05, 0.25, 0.25, 128, 128),
+            ]
+        ),
+    }
+    quest = getattr(core_maskers, "QuestTopKMaskerConfig", None)
+    if quest is not None:
+        stacks["sink+local+quest"] = ResearchAttentionConfig(
+            [
+                SinkMaskerConfig(128),
+                LocalMaskerConfig(128),
+                quest(heavy_size=0.05, page_size=16, label_bits=16),
+            ]
+        )
+    return stacks
+
+
+def decode_inputs(key_len: int) -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 32, 1, 128, generator=gen)
+    k = torch.randn(1, 8, key_len, 128, generator=gen)
+    v = torch.randn(1, 8, key_len, 128, generator=gen)
+    return q, k, v
+
+
+def prefill_inputs() -> tuple[torch.Tensor, ...]:
+    gen = torch.Generator().manual_seed(0)
+    q = torch.randn(1, 8, 2048, 64, generator=gen)
+    k = torch.randn(1, 8, 2048, 64, generator=gen)
+    v = torch.randn(1, 8, 2048, 64, generator=gen)
+    mask = torch.full((2048, 2048), float("-inf")).triu(1)[None, None]
+    return q, k, v, mask
+
+
+def make_case(case: str, key_len: int) -> Callable[[], Any]:
+    """A zero-argument callable running one case (inputs built outside the timed part)."""
+    if case == "dense_decode":
+        q, k, v = decode_inputs(key_len)
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+    if case.startswith("decode:"):
+        q, k, v = decode_inputs(key_len)
+        attention = ResearchAttention.create_from_config(decode_stacks()[case[len("decode:") :]])
+        scale = 128**-0.5
+        return lambda: attention.custom_attention(None, q, k, v, None, scale, 0.0, {}, layer_idx=0)
+    q, k, v, mask = prefill_inputs()
+    if case == "dense_prefill":
+        return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+    attention = ResearchAttention.create_from_config(
+        ResearchAttentionConfig([SinkMaskerConfig(128), OracleTopKConfig(0.05)])
+    )
+    return lambda: attention.custom_attention(None, q, k, v, mask, 64**-0.5, 0.0, {}, layer_idx=0)
+
+
+def _peak_child(case: str, key_len: int, threads: int, queue: Any) -> None:
+    torch.set_num_threads(threads)
+    fn = make_case(case, key_len)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn()
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024.0)  # MiB
+
+
+def peak_mib(case: str, key_len: int, threads: int) -> float:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_peak_child, args=(case, key_len, threads, queue))
+    proc.start()
+    value = float(queue.get())
+    proc.join()
+    return value
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="only K=32K decode + prefill")
+    parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print rows as JSON too")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows: list[dict[str, Any]] = []
+    lengths = [32768] if args.quick else [4096, 16384, 32768]
+    for key_len in lengths:
+        dense_t = _time(make_case("dense_decode", key_len), args.repeats)
+        dense_m = None if args.no_memory else peak_mib("dense_decode", key_len, args.threads)
+        for name in decode_stacks():
+            case = f"decode:{name}"
+            t = _time(make_case(case, key_len), args.repeats)
+            m = None if args.no_memory else peak_mib(case, key_len, args.threads)
+            rows.append(
+                {
+                    "case": f"decode K={key_len // 1024}K {name}",
+                    "dense_ms": dense_t * 1e3,
+                    "sparse_ms": t * 1e3,
+                    "ratio": t / dense_t,
+                    "mem_ratio": None if m is None or not dense_m else m / dense_m,
+                }
+            )
+    dense_t = _time(make_case("dense_prefill", 0), args.repeats)
+    t = _time(make_case("prefill", 0), args.repeats)
+    dense_m = None if args.no_memory else peak_mib("dense_prefill", 0, args.threads)
+    m = None if args.no_memory else peak_mib("prefill", 0, args.threads)
+    rows.append(
+        {
+            "case": "prefill Q=K=2048 sink+oracle_topk",
+            "dense_ms": dense_t * 1e3,
+            "sparse_ms": t * 1e3,
+            "ratio": t / dense_t,
+            "mem_ratio": None if m is None or not dense_m else m / dense_m,
+        }
+    )
+    print(f"torch {torch.__version__}, threads={args.threads}, repeats={args.repeats} (median)")
+    print(f"| {'case':44s} | dense ms | sparse ms | time ratio | peak-mem ratio |")
+    print(f"|{'-' * 46}|---------:|----------:|-----------:|---------------:|")
+    for row in rows:
+        mem = "n/a" if row["mem_ratio"] is None else f"{row['mem_ratio']:.2f}x"
+        print(
+            f"| {row['case']:44s} | {row['dense_ms']:8.1f} | {row['sparse_ms']:9.1f} | "
+            f"{row['ratio']:9.2f}x | {mem:>14s} |"
+        )
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+
+
+if __name__ == "__main__":
+    main()

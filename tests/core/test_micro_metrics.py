@@ -1,0 +1,136 @@
+"""MicroMetricLogger: off by default, records density / output error / recall when on."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+
+import pytest
+import torch
+from sah_core import (
+    LocalMaskerConfig,
+    MicroMetricLogger,
+    OracleTopKConfig,
+    ResearchAttention,
+    ResearchAttentionConfig,
+    SinkMaskerConfig,
+)
+
+SCALE = 8**-0.5
+
+
+def attention(stack) -> ResearchAttention:
+    return ResearchAttention.create_from_config(ResearchAttentionConfig(stack))
+
+
+def read(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_off_by_default(helpers, tmp_path) -> None:
+    assert MicroMetricLogger.active() is None
+    q, k, v = helpers.make_qkv()
+    attention([OracleTopKConfig(3)]).custom_attention(None, q, k, v, None, SCALE, layer_idx=0)
+    assert not list(tmp_path.iterdir())
+
+
+def test_records_match_independent_computation(helpers, tmp_path) -> None:
+    b, hq, nq, nk = 1, 4, 3, 20
+    q, k, v = helpers.make_qkv(b=b, hq=hq, hkv=2, q=nq, k=nk)
+    am = helpers.causal_additive(b, nq, nk)
+    research = attention([SinkMaskerConfig(2), LocalMaskerConfig(2), OracleTopKConfig(3)])
+    with MicroMetricLogger(tmp_path, extra={"cell": "a"}) as logger:
+        assert MicroMetricLogger.active() is logger
+        out, _ = research.custom_attention(None, q, k, v, am, SCALE, 0.0, {}, layer_idx=3)
+        research.custom_attention(None, q, k, v, am, SCALE, 0.0, {}, layer_idx=3)
+    assert MicroMetricLogger.active() is None
+    records = read(tmp_path / "micro_metrics.jsonl")
+    assert [r["call"] for r in records] == [0, 1]
+    rec = records[0]
+    assert rec["layer_idx"] == 3 and rec["cell"] == "a" and rec["shape"] == [b, hq, nq, nk]
+
+    mask = research.compute_mask(q, k, v, am, SCALE, {}, 3).get_dense_mask()
+    assert rec["density"] == pytest.approx(float((mask > 0).float().mean()))
+    dense = helpers.naive_attention(q, k, v, None, SCALE, am)
+    err = float(torch.linalg.vector_norm(out.transpose(1, 2).double() - dense))
+    assert rec["output_error"] == pytest.approx(
+        err / float(torch.linalg.vector_norm(dense)), rel=1e-4
+    )
+    # recall: dense softmax mass on attended keys, averaged over rows
+    total = 0.0
+    for h in range(hq):
+        for qi in range(nq):
+            logits = (q[0, h, qi] @ k[0, h // 2].T) * SCALE + am[0, 0, qi]
+            probs = torch.softmax(logits, -1)
+            total += float(probs[mask[0, h, qi] > 0].sum())
+    assert rec["attention_mass_recall"] == pytest.approx(total / (hq * nq), rel=1e-5)
+
+
+def test_full_mask_is_exact(helpers, tmp_path) -> None:
+    q, k, v = helpers.make_qkv(k=12)
+    with MicroMetricLogger(tmp_path):
+        attention([OracleTopKConfig(12)]).custom_attention(None, q, k, v, None, SCALE, layer_idx=0)
+    (rec,) = read(tmp_path / "micro_metrics.jsonl")
+    assert rec["density"] == 1.0 and rec["attention_mass_recall"] == 1.0
+    assert rec["output_error"] <= 1e-6
+
+
+def test_caps_and_sampling(helpers, tmp_path) -> None:
+    q, k, v = helpers.make_qkv()
+    research = attention([OracleTopKConfig(3)])
+    with MicroMetricLogger(tmp_path / "capped", max_records=2):
+        for layer in range(5):
+            research.custom_attention(None, q, k, v, None, SCALE, layer_idx=layer)
+    assert len(read(tmp_path / "capped" / "micro_metrics.jsonl")) == 2
+    with MicroMetricLogger(
+        tmp_path / "sampled", sampling_factor=0.3, seed=1, metrics=("density",)
+    ) as logger:
+        for layer in range(200):
+            research.custom_attention(None, q, k, v, None, SCALE, layer_idx=layer)
+    records = read(tmp_path / "sampled" / "micro_metrics.jsonl")
+    assert 30 <= len(records) <= 90 and logger.records_written == len(records)
+    assert "output_error" not in records[0] and "density" in records[0]
+
+
+def test_process_wide_enable_disable(helpers, tmp_path) -> None:
+    q, k, v = helpers.make_qkv()
+    logger = MicroMetricLogger.enable(tmp_path)
+    try:
+        assert MicroMetricLogger.is_enabled()
+        attention([OracleTopKConfig(3)]).custom_attention(None, q, k, v, None, SCALE, layer_idx=0)
+        # a context logger wins over the process-wide one, and only in its own thread
+        seen = []
+        with MicroMetricLogger(tmp_path / "inner") as inner:
+            assert MicroMetricLogger.active() is inner
+            thread = threading.Thread(target=lambda: seen.append(MicroMetricLogger.active()))
+            thread.start()
+            thread.join()
+        assert seen == [logger]
+    finally:
+        MicroMetricLogger.disable()
+    assert MicroMetricLogger.active() is None
+    assert len(read(tmp_path / "micro_metrics.jsonl")) == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"max_records": -1}, "max_records"),
+        ({"sampling_factor": 0.0}, "sampling_factor"),
+        ({"sampling_factor": 1.5}, "sampling_factor"),
+        ({"metrics": ("density", "speed")}, "speed"),
+    ],
+)
+def test_invalid_options(tmp_path, kwargs, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        MicroMetricLogger(tmp_path, **kwargs)
+
+
+def test_empty_mask_means_dense(helpers, tmp_path) -> None:
+    q, k, v = helpers.make_qkv()
+    with MicroMetricLogger(tmp_path):
+        attention([]).custom_attention(None, q, k, v, None, SCALE, layer_idx=0)
+    (rec,) = read(tmp_path / "micro_metrics.jsonl")
+    assert rec["mask"] == "empty" and rec["density"] == 1.0
+    assert math.isclose(rec["attention_mass_recall"], 1.0) and rec["output_error"] < 1e-6
