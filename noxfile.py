@@ -108,6 +108,13 @@ def tests_integration(session: nox.Session) -> None:
     pytest(session, "tests/integration")
 
 
+@nox.session(python=PYTHON)
+def tutorials(session: nox.Session) -> None:
+    """Run every tutorial script and notebook offline; any error fails the session."""
+    sync(session, "sparse-attention-hub", extras=(), groups=("tutorials",))
+    session.run("python", "tutorials/run_all.py", *session.posargs)
+
+
 # What an isolated install of each package must not drag in.
 FORBIDDEN_IMPORTS = {
     "sah-protocol": ["torch", "transformers", "numpy"],
@@ -159,5 +166,6 @@ nox.options.sessions = [
     "tests-bench",
     "tests-integration",
     "isolation",
+    "tutorials",
 ]
 
