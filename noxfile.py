@@ -91,7 +91,7 @@ def tests_adapters(session: nox.Session, transformers: str) -> None:
     if transformers != "5":
         # Replace the locked 5.x with the newest release of the older series.
         session.install(f"transformers=={transformers}.*")
-    session.run("python", "-c", "import transformers; print('transformers', transformers.__version__)")
+    session.run("python", "-c", "import transformers as t; print('transformers', t.__version__)")
     pytest(session, "tests/adapters")
 
 
@@ -141,7 +141,7 @@ def isolation(session: nox.Session) -> None:
             f"bad = [m for m in {forbidden!r} if m in sys.modules]\n"
             f"assert not bad, f'importing {module} pulled in {{bad}}'\n"
             f"installed = [m for m in {forbidden!r} if importlib.util.find_spec(m)]\n"
-            f"print('{package}: imports cleanly without', {forbidden!r}, '(installed:', installed, ')')\n"
+            f"print('{package} imports without', {forbidden!r}, '; installed:', installed)\n"
         )
         python = str(venv / "bin" / "python")
         session.run(python, "-c", check, external=True)
@@ -168,4 +168,3 @@ nox.options.sessions = [
     "isolation",
     "tutorials",
 ]
-

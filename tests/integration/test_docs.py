@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest

@@ -49,7 +49,7 @@ def test_invalid_request_names_the_field(kwargs: dict[str, object], field: str) 
 def test_invalid_response_names_the_field() -> None:
     with pytest.raises(ValueError, match=r"RequestResponse.responses\[0\]"):
         RequestResponse([1])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="RequestResponse.responses"):
+    with pytest.raises(ValueError, match=r"RequestResponse\.responses"):
         RequestResponse(None)  # type: ignore[arg-type]
 
 

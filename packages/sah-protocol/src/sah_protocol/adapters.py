@@ -64,4 +64,3 @@ class ModelAdapter(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
