@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from sah_core import Mask, ResearchAttention, ResearchAttentionConfig
 from sah_core.maskers.base import MaskerConfig, ResearchMasker
 

@@ -12,6 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
+
 from sah_core import MaskerConfig, ResearchMasker
 from sah_core.maskers.hash_attention import (
     HashAttentionTopKMasker,

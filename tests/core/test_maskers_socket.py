@@ -11,6 +11,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sah_core import MaskerConfig, ResearchMasker
 from sah_core.maskers.socket_topk import SocketMasker, SocketMaskerConfig, hyperplanes
 
