@@ -62,10 +62,17 @@ class DoubleSparsityTopKMaskerConfig(TopKMaskerConfig):
 
 
 def gather_channels(x: torch.Tensor, channels: torch.Tensor) -> torch.Tensor:
-    """``x [B, H, N, D]`` restricted to ``channels [B|1, H, r]`` -> ``[B, H, N, r]``."""
-    b, h, n, _ = x.shape
-    index = channels.unsqueeze(2).expand(b, h, n, channels.shape[-1])
-    return x.gather(3, index)
+    """``x [B, Hx, N, D]`` restricted to ``channels [B|1, H, r]`` -> ``[B, H, N, r]``.
+
+    ``H`` may be a multiple of ``Hx`` (query-head channels over KV-head keys): head ``h``
+    reads ``x`` head ``h // (H // Hx)``, without materialising repeated keys.
+    """
+    b, hx, n, d = x.shape
+    heads, r = channels.shape[1], channels.shape[2]
+    group = heads // hx
+    source = x.unsqueeze(2).expand(b, hx, group, n, d)
+    index = channels.view(channels.shape[0], hx, group, 1, r).expand(b, hx, group, n, r)
+    return source.gather(4, index).view(b, heads, n, r)
 
 
 class DoubleSparsityTopKMasker(TopKMasker):
@@ -151,24 +158,18 @@ class DoubleSparsityTopKMasker(TopKMasker):
     ) -> Any:
         _, hq, _, d = queries.shape
         hkv = keys.shape[1]
-        group = hq // hkv
         r = max(1, d // self.config.group_factor)
         bits = self.config.label_bits
         layer_idx = kwargs.get("layer_idx")
         if self._channels is None:
             channels = self._magnitude_channels(queries, keys, r)
-            labels = quantize_symmetric(
-                gather_channels(keys.float().repeat_interleave(group, dim=1), channels), bits
-            )
+            labels = quantize_symmetric(gather_channels(keys.float(), channels), bits)
             return channels, labels
         channels = self._file_channels(layer_idx, hq, hkv, d, queries.device)
-        per_query_head = channels.shape[1] != hkv or group == 1
 
         def key_labels(segment: torch.Tensor) -> torch.Tensor:
-            seg = segment.float()
-            if per_query_head and group > 1:
-                seg = seg.repeat_interleave(group, dim=1)
-            return quantize_symmetric(gather_channels(seg, channels), bits)
+            # [B, Hkv, n, r] for KV-head lists, [B, Hq, n, r] for query-head lists
+            return quantize_symmetric(gather_channels(segment.float(), channels), bits)
 
         state = self.layer_state(sparse_meta_data, layer_idx)
         labels = incremental_key_features(state, "label_cache", keys, key_labels)

@@ -18,8 +18,9 @@ centroids nor selected by this masker.
 
 State per layer (``sparse_meta_data``): the centroids are fitted once, on the keys of the
 first call that has keys past ``init_offset`` (the context prefill, as in PQCache), and new
-decode keys are coded with those centroids; codes are cached and extended incrementally. If
-the keys no longer extend the fitted ones (a new request), the centroids are refitted.
+decode keys are coded with those centroids; codes (and the keys rebuilt from them) are cached
+and extended incrementally. If the keys no longer extend the fitted ones (a new request), the
+centroids are refitted.
 """
 
 from __future__ import annotations
@@ -83,10 +84,14 @@ def fit_centroids(
     start = torch.linspace(0, n - 1, count).round().long().to(points.device)
     centroids = points[:, :, :, start].clone()
     for _ in range(iterations):
-        codes = assign(points, centroids, metric)
-        one_hot = torch.nn.functional.one_hot(codes, count).to(points.dtype)  # [B,H,m,N,C]
-        sums = one_hot.transpose(-1, -2) @ points  # [B, H, m, C, d]
-        sizes = one_hot.sum(dim=3).unsqueeze(-1)  # [B, H, m, C, 1]
+        codes = assign(points, centroids, metric)  # [B, H, m, N]
+        # cluster sums and sizes by scatter-add (no [N, C] one-hot)
+        sums = torch.zeros_like(centroids).scatter_add_(
+            3, codes.unsqueeze(-1).expand_as(points), points
+        )
+        sizes = torch.zeros(centroids.shape[:4], dtype=points.dtype, device=points.device)
+        sizes.scatter_add_(3, codes, torch.ones_like(codes, dtype=points.dtype))
+        sizes = sizes.unsqueeze(-1)
         centroids = torch.where(sizes > 0, sums / sizes.clamp_min(1.0), centroids)
     return centroids
 
@@ -135,7 +140,9 @@ class PQCache(TopKMasker):
             "key_len": key_len,
             "probe": keys[:, :, key_len - 1].clone(),
         }
-        state.pop("codes", None)  # codes of other centroids are meaningless now
+        # codes of other centroids are meaningless now
+        state.pop("codes", None)
+        state.pop("approx_keys", None)
         return centroids
 
     def prepare(
@@ -165,8 +172,11 @@ class PQCache(TopKMasker):
             # [B, H, m, n] -> [B, H, n, m]
             return assign(split_subspaces(segment, parts), centroids, metric).transpose(-1, -2)
 
-        codes = incremental_key_features(state, "codes", keys, key_codes)
-        return reconstruct(codes, centroids)
+        incremental_key_features(state, "codes", keys, key_codes)
+        # the reconstructed keys are cached too, so decode never rebuilds all of them
+        return incremental_key_features(
+            state, "approx_keys", keys, lambda seg: reconstruct(key_codes(seg), centroids)
+        )
 
     def key_scores(
         self,
