@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sah_core.kernels import (
     block_mask_from_active_blocks,
     block_sparse_prefill_attention,

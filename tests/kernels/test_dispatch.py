@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from sah_core.kernels import FORCE_REFERENCE_ENV, select_backend, sparse_decode_attention
 from sah_core.kernels._triton_support import triton_installed
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from sah_core.kernels import (
     EfficientQuestAttention,
     QuestEfficientConfig,

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sah_core.kernels import (
     EfficientQuestAttention,
     QuestEfficientConfig,

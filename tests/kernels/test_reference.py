@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+
 from sah_core.kernels import (
     block_sparse_prefill_attention_reference,
     causal_block_mask,

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+
 from sah_core.kernels import sparse_decode_attention
 
 HEAD_LAYOUTS = {  # name: (query heads, KV heads)

@@ -110,7 +110,10 @@ def _block_sparse_prefill_kernel(
         )
         if not NATIVE_DOT:
             k = k.to(tl.float32)
-        scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+        if NATIVE_DOT:
+            scores = tl.dot(q, tl.trans(k))
+        else:
+            scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
         visible = col_in_range[None, :] & row_in_range[:, None]
         if CAUSAL:
             visible = visible & (cols[None, :] <= query_position[:, None])
@@ -138,6 +141,19 @@ def _block_sparse_prefill_kernel(
         out.to(OUT.dtype.element_ty),
         mask=row_in_range[:, None] & dim_in_range[None, :],
     )
+
+
+def launch_options(block_size: int, fp32: bool) -> dict[str, int]:
+    """Warps and pipeline stages per tile size and dtype.
+
+    Checked by compiling for sm_90 (tests/kernels/test_gpu_compilation.py): these fit the
+    registers and shared memory; fp32 "ieee" dots are register-heavy, so fp32 (the rare prefill
+    dtype) runs unpipelined.
+    """
+    return {
+        "num_warps": 8 if block_size >= 64 else 4,
+        "num_stages": 1 if fp32 else (3 if block_size <= 64 else 2),
+    }
 
 
 def block_sparse_prefill_attention_triton(
@@ -204,7 +220,7 @@ def block_sparse_prefill_attention_triton(
         NATIVE_DOT=native_dot,
         DOT_PRECISION="ieee" if queries.dtype == torch.float32 else "tf32",
         BLOCK=block_size,
-        BLOCK_D=next_power_of_2(head_dim),
-        num_warps=4 if block_size <= 64 else 8,
+        BLOCK_D=max(16, next_power_of_2(head_dim)),  # tl.dot needs every dim >= 16
+        **launch_options(block_size, queries.dtype == torch.float32),
     )
     return out

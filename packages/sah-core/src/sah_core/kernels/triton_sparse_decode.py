@@ -98,6 +98,8 @@ def _sparse_decode_split_kernel(
     )
     q = tl.load(q_ptrs, mask=head_in_range[:, None] & dim_in_range[None, :], other=0.0)
     q = q.to(tl.float32)
+    # One head per program: a plain vector, so the scores are a 2-D multiply-reduce.
+    q_vector = tl.sum(q, axis=0)
 
     k_base = K + batch * stride_kb + kv_head * stride_kh
     v_base = V + batch * stride_vb + kv_head * stride_vh
@@ -120,11 +122,13 @@ def _sparse_decode_split_kernel(
             k_base + key_index[:, None] * stride_kn + dim_offsets[None, :],
             mask=row_mask,
             other=0.0,
-        ).to(tl.float32)
+        )
         if USE_DOT:
-            scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+            # Half inputs are exact in tf32, so q.k is exact; p is rounded to tf32 (10 bits,
+            # finer than bf16) for the p.v product. fp32 inputs use full-precision "ieee".
+            scores = tl.dot(q, tl.trans(k.to(tl.float32)), input_precision=DOT_PRECISION)
         else:
-            scores = tl.sum(q[:, None, :] * k[None, :, :], axis=2)
+            scores = tl.sum(k.to(tl.float32) * q_vector[None, :], axis=1)[None, :]
         # log2 domain: exp2 is the fast path; -log2(p) is the 1/p importance weight.
         log_weight = tl.log2(tl.where(selected, keep_prob, 1.0))
         logits = scores * scale_log2 - log_weight[None, :]
@@ -139,11 +143,12 @@ def _sparse_decode_split_kernel(
             v_base + key_index[:, None] * stride_vn + dim_offsets[None, :],
             mask=row_mask,
             other=0.0,
-        ).to(tl.float32)
+        )
         if USE_DOT:
-            update = tl.dot(probs, v, input_precision=DOT_PRECISION)
+            update = tl.dot(probs, v.to(tl.float32), input_precision=DOT_PRECISION)
         else:
-            update = tl.sum(probs[:, :, None] * v[None, :, :], axis=1)
+            probs_vector = tl.sum(probs, axis=0)
+            update = tl.sum(probs_vector[:, None] * v.to(tl.float32), axis=0)[None, :]
         acc = acc * rescale[:, None] + update
         running_max = new_max
 
@@ -209,7 +214,7 @@ def _merge_splits_kernel(
 def _gpu_configs() -> list[Any]:
     return [
         triton.Config({"BLOCK_N": block_n}, num_warps=warps, num_stages=stages)
-        for block_n, warps, stages in ((64, 4, 2), (128, 4, 2), (64, 8, 3), (128, 8, 3))
+        for block_n, warps, stages in ((32, 4, 2), (64, 4, 2), (64, 8, 2), (128, 8, 2))
     ]
 
 
@@ -263,7 +268,7 @@ def sparse_decode_attention_triton(
     shared = num_index_heads == num_kv_heads and group_size > 1
     heads_per_program = group_size if shared else 1
     block_h = max(16, next_power_of_2(group_size)) if shared else 1
-    block_d = next_power_of_2(head_dim)
+    block_d = max(16, next_power_of_2(head_dim))  # tl.dot needs every dim >= 16
 
     # The kernel assumes unit stride on the last dim of q/k/v and contiguous index lists.
     queries, keys, values = (
