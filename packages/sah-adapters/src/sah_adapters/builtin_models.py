@@ -99,7 +99,7 @@ def converted_model_dir(name: str) -> Path:
             f"model_name={name!r} is not a built-in model; "
             f"built-in models: {sorted(BUILTIN_MODELS)}"
         )
-    target = cache_dir() / "models" / f"{name}-{_CONVERSION_VERSION}"
+    target = cache_dir() / "models" / f"{name}-{_CONVERSION_VERSION}-{_transformers_series()}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -115,6 +115,14 @@ def converted_model_dir(name: str) -> Path:
             if not (target / "config.json").is_file():
                 raise
     return target
+
+
+def _transformers_series() -> str:
+    # Checkpoints (the tokenizer config above all) written by transformers 5 do not load in
+    # 4.x, so each major series keeps its own converted copy.
+    from importlib.metadata import version
+
+    return "transformers" + version("transformers").split(".")[0]
 
 
 def _convert(model: BuiltinModel, scratch_dir: Path, out_dir: Path) -> None:
