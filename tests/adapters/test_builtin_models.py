@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from sah_adapters import BUILTIN_MODELS, BuiltinModel, ModelAdapterHF, cache_dir
 from sah_adapters.builtin_models import converted_model_dir
 from sah_adapters.model_loading import resolve_model_source

@@ -16,6 +16,7 @@ from adapter_testkit import (
     split_prompt_ids,
     tiny_model,
 )
+
 from sah_adapters import ModelAdapterHF
 from sah_protocol import Request
 

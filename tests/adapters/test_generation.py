@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import torch
 from adapter_testkit import CONTEXT, QUESTIONS, real_sparse_config, tiny_model
+
 from sah_adapters import GenerationSettings, ModelAdapterHF
 from sah_adapters.prompt_builder import build_template, truncate_context
 from sah_adapters.token_sampling import select_next_tokens

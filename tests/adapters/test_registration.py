@@ -15,10 +15,11 @@ from adapter_testkit import (
     tiny_config,
     tiny_model,
 )
-from sah_adapters import ModelAdapterHF, is_registered
-from sah_protocol import Request
 from transformers import AttentionInterface
 from transformers.masking_utils import AttentionMaskInterface
+
+from sah_adapters import ModelAdapterHF, is_registered
+from sah_protocol import Request
 
 
 def _in_registries(name: str) -> tuple[bool, bool]:

@@ -19,13 +19,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from sah_protocol import (
-    ModelAdapter,
-    ModelHubAdapterInterface,
-    Request,
-    RequestResponse,
-    SparseAttentionAdapterInterface,
-)
 
 from sah_adapters.attention_registration import (
     NAME_PREFIX,
@@ -50,6 +43,13 @@ from sah_adapters.transformers_compat import (
     attention_implementation,
     cache_argument_name,
     new_dynamic_cache,
+)
+from sah_protocol import (
+    ModelAdapter,
+    ModelHubAdapterInterface,
+    Request,
+    RequestResponse,
+    SparseAttentionAdapterInterface,
 )
 
 logger = logging.getLogger(__name__)
