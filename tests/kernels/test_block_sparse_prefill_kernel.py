@@ -25,6 +25,7 @@ BLOCK = 16  # the smallest tile tl.dot accepts
         (4, 1, 1, 20, 50, True, torch.float32),
         (8, 2, 2, 33, 33, False, torch.float32),
         (4, 2, 4, 48, 48, True, torch.bfloat16),
+        (2, 1, 1, 17, 17, True, torch.float16),
     ],
 )
 def test_kernel_matches_reference(

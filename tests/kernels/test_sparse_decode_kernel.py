@@ -137,3 +137,19 @@ def test_out_of_range_indices(triton_device: torch.device, make_qkv: Any) -> Non
         queries, keys, values, in_range, weights, 0.3, backend="reference"
     )
     torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
+
+
+@pytest.mark.parametrize("list_len", [0, 3])
+def test_tiny_head_dim_and_short_lists(
+    list_len: int, triton_device: torch.device, make_qkv: Any, make_index_mask: Any
+) -> None:
+    """D=8 (padded to the 16-wide dot tile) with per-KV-head lists, and empty lists."""
+    generator = torch.Generator().manual_seed(12 + list_len)
+    queries, keys, values = make_qkv(1, 4, 2, 1, 9, 8, torch.float32, generator)
+    indices, weights = make_index_mask(1, 2, 1, 9, list_len, generator=generator)
+    sinks = torch.randn(4, generator=generator)
+    tensors = [t.to(triton_device) for t in (queries, keys, values, indices, weights, sinks)]
+    got, want = run_both(*tensors)
+    torch.testing.assert_close(got, want, atol=2e-5, rtol=2e-5)
+    if list_len == 0:
+        assert torch.equal(got, torch.zeros_like(got))

@@ -35,6 +35,8 @@ def _softmax_weighted_sum(
     ``logits`` is ``[B, Hq, Q, N]`` (``-inf`` where not attended), ``values`` is
     ``[B, Hq, Q, N, D]`` or ``[B, Hq, N, D]``.
     """
+    if logits.shape[-1] == 0:  # nothing to attend (empty index lists): zeros
+        return logits.new_zeros((*logits.shape[:-1], values.shape[-1]))
     row_max = logits.amax(dim=-1, keepdim=True)
     if sinks is not None:
         sink_logits = sinks.float().view(1, -1, 1, 1)
