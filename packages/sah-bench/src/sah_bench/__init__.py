@@ -1,3 +1,120 @@
-"""Long-context benchmarks, scorers, synthetic suite, executor and CLI."""
+"""Long-context benchmarks with their official scorers, an offline synthetic suite, a resumable
+benchmark executor (inline, local worker pool, Ray) and the ``sparse-attention-benchmark`` CLI.
 
-__all__: list[str] = []
+Importing this package is light: no torch, transformers, datasets or pandas are imported until a
+model is built, a hub dataset is loaded or results are written.
+"""
+
+from sah_bench.benchmarks import (
+    Aime2024,
+    Aime2025,
+    Benchmark,
+    InfiniteBench,
+    LoftRag,
+    LongBench,
+    LongBenchV2,
+    LooGLE,
+    MockBenchmark,
+    Ruler,
+    Ruler16K,
+    Ruler32K,
+    SyntheticBenchmark,
+    ZeroScrolls,
+)
+from sah_bench.executor import (
+    BenchmarkExecutor,
+    BenchmarkSpec,
+    CellResult,
+    CellSpec,
+    ModelLoadError,
+    build_hf_adapter,
+)
+from sah_bench.registry import (
+    DEFAULT_BENCHMARK,
+    get_benchmark,
+    get_benchmark_class,
+    list_benchmarks,
+    parse_benchmark_spec,
+)
+from sah_bench.rows import COMMON_FIELDS, RequestGroup, group_rows
+from sah_bench.scorers import (
+    boxed_match_score,
+    choice_score,
+    classification_score,
+    code_sim_score,
+    count_score,
+    coverage_score,
+    first_int_score,
+    kv_retrieval_score,
+    math_find_score,
+    option_choice_score,
+    qa_f1_score,
+    qa_f1_zh_score,
+    retrieval_score,
+    retrieval_zh_score,
+    rouge_score,
+    rouge_zh_score,
+    string_match_all,
+    string_match_part,
+    subspan_em_score,
+)
+from sah_bench.synthetic import (
+    SYNTHETIC_TASKS,
+    generate_row,
+    tokenizer_token_counter,
+    whitespace_token_count,
+)
+
+__all__ = [
+    "COMMON_FIELDS",
+    "DEFAULT_BENCHMARK",
+    "SYNTHETIC_TASKS",
+    "Aime2024",
+    "Aime2025",
+    "Benchmark",
+    "BenchmarkExecutor",
+    "BenchmarkSpec",
+    "CellResult",
+    "CellSpec",
+    "InfiniteBench",
+    "LoftRag",
+    "LongBench",
+    "LongBenchV2",
+    "LooGLE",
+    "MockBenchmark",
+    "ModelLoadError",
+    "RequestGroup",
+    "Ruler",
+    "Ruler16K",
+    "Ruler32K",
+    "SyntheticBenchmark",
+    "ZeroScrolls",
+    "boxed_match_score",
+    "build_hf_adapter",
+    "choice_score",
+    "classification_score",
+    "code_sim_score",
+    "count_score",
+    "coverage_score",
+    "first_int_score",
+    "generate_row",
+    "get_benchmark",
+    "get_benchmark_class",
+    "group_rows",
+    "kv_retrieval_score",
+    "list_benchmarks",
+    "math_find_score",
+    "option_choice_score",
+    "parse_benchmark_spec",
+    "qa_f1_score",
+    "qa_f1_zh_score",
+    "retrieval_score",
+    "retrieval_zh_score",
+    "rouge_score",
+    "rouge_zh_score",
+    "string_match_all",
+    "string_match_part",
+    "subspan_em_score",
+    "tokenizer_token_counter",
+    "whitespace_token_count",
+]

@@ -46,8 +46,7 @@ TASKS: dict[str, InfiniteBenchTask] = {
     "number_string": InfiniteBenchTask(
         first_int_score,
         12,
-        "A special sequence of digits is hidden in the noisy text below. Find it.\n\n"
-        "{context}\n\n",
+        "A special sequence of digits is hidden in the noisy text below. Find it.\n\n{context}\n\n",
         "{input}",
         "The sequence of digits is",
     ),
@@ -69,7 +68,9 @@ TASKS: dict[str, InfiniteBenchTask] = {
         option_choice_score,
         5,
         "The code below contains exactly one function with an obvious error.\n\n{context}\n\n",
-        "Which function has the deliberate error?" + _OPTIONS + "\n\nAnswer with the option letter.",
+        "Which function has the deliberate error?"
+        + _OPTIONS
+        + "\n\nAnswer with the option letter.",
         "The correct option is:",
         with_options=True,
     ),
@@ -98,9 +99,9 @@ TASKS: dict[str, InfiniteBenchTask] = {
     "longdialogue_qa_eng": InfiniteBenchTask(
         string_match_part,
         40,
-        "Below is a dialogue script in which one character's name is replaced by \"$$MASK$$\"."
+        'Below is a dialogue script in which one character\'s name is replaced by "$$MASK$$".'
         "\n\n{context}\n\n",
-        "Which character is \"$$MASK$$\"? Answer with the name only.",
+        'Which character is "$$MASK$$"? Answer with the name only.',
         "The name that has been replaced with $$MASK$$ is likely",
     ),
 }
@@ -121,9 +122,7 @@ class InfiniteBench(Benchmark):
         fields: dict[str, Any] = {"input": record.get("input") or ""}
         if task.with_options:
             if len(options) < 4:
-                raise ValueError(
-                    f"infinitebench/{subset}: record needs 4 options, got {options!r}"
-                )
+                raise ValueError(f"infinitebench/{subset}: record needs 4 options, got {options!r}")
             fields.update(A=options[0], B=options[1], C=options[2], D=options[3])
         row: dict[str, Any] = {
             "context": task.context_template.format(context=record["context"]),

@@ -48,7 +48,9 @@ _MULTI_DOC_Q = (
     "\n\nQuestion: {input}"
 )
 _ZH_QA_CTX = "阅读以下文字并用中文简短回答问题：\n\n{context}\n\n"
-_ZH_QA_Q = "现在请基于上面的文章回答下面的问题，只告诉我答案，不要输出任何其他字词。\n\n问题：{input}"
+_ZH_QA_Q = (
+    "现在请基于上面的文章回答下面的问题，只告诉我答案，不要输出任何其他字词。\n\n问题：{input}"
+)
 
 TASKS: dict[str, LongBenchTask] = {
     "narrativeqa": LongBenchTask(
@@ -65,8 +67,8 @@ TASKS: dict[str, LongBenchTask] = {
         128,
         "You are given a scientific article and a question.\n\nArticle: {context}\n\n",
         "Answer the question about the article as concisely as you can, in a phrase or a "
-        "sentence. If it cannot be answered from the article, write \"unanswerable\". If it is a "
-        "yes/no question, answer \"yes\", \"no\" or \"unanswerable\". Do not explain."
+        'sentence. If it cannot be answered from the article, write "unanswerable". If it is a '
+        'yes/no question, answer "yes", "no" or "unanswerable". Do not explain.'
         "\n\nQuestion: {input}",
         "Answer:",
     ),
@@ -157,14 +159,14 @@ TASKS: dict[str, LongBenchTask] = {
         "Below are 30 paragraphs and an abstract. Find the paragraph the abstract comes from."
         "\n\n{context}\n\n",
         "Abstract:\n{input}\n\nGive the number of the paragraph the abstract comes from, in "
-        "the form \"Paragraph 1\", \"Paragraph 2\", and so on.",
+        'the form "Paragraph 1", "Paragraph 2", and so on.',
         "The answer is: ",
     ),
     "passage_retrieval_zh": LongBenchTask(
         retrieval_zh_score,
         32,
         "以下是若干段落文字，以及其中一个段落的摘要。请确定给定的摘要出自哪一段。\n\n{context}\n\n",
-        "摘要：\n{input}\n\n请输入摘要所属段落的编号，格式为\"段落1\"、\"段落2\"等。",
+        '摘要：\n{input}\n\n请输入摘要所属段落的编号，格式为"段落1"、"段落2"等。',
         "答案是：",
     ),
     "lcc": LongBenchTask(

@@ -49,8 +49,7 @@ class Ruler(Benchmark):
         length = int(context_length or self.default_length)
         if length not in RULER_SOURCES:
             raise ValueError(
-                f"ruler: context_length {length} is not available; allowed: "
-                f"{sorted(RULER_SOURCES)}"
+                f"ruler: context_length {length} is not available; allowed: {sorted(RULER_SOURCES)}"
             )
         self.context_length = length
 

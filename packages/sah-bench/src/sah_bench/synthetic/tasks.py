@@ -127,9 +127,7 @@ def niah_multikey(
     keys = _distinct_keys(rng, n_keys)
     values = [magic_number(rng) for _ in keys]
     asked = rng.randrange(n_keys)
-    question = (
-        f"What is the special magic number for {keys[asked]} mentioned in the text above?"
-    )
+    question = f"What is the special magic number for {keys[asked]} mentioned in the text above?"
     prefix = f"The special magic number for {keys[asked]} mentioned in the text is"
     needles = [_NEEDLE.format(key=k, value=v) for k, v in zip(keys, values, strict=True)]
     depths = [rng.random() for _ in needles]
@@ -224,9 +222,7 @@ def frequent_words(
 ) -> dict[str, Any]:
     """fwe: a coded text drawn from a Zipf-like law; the ``n_top`` most frequent words."""
     vocab = pseudo_words(rng, 400, syllables=2)
-    question = (
-        f"Which are the {n_top} most frequently appearing coded words in the text above?"
-    )
+    question = f"Which are the {n_top} most frequently appearing coded words in the text above?"
     prefix = f"The {n_top} most frequent coded words are:"
     intro = "Read the coded text below and keep track of how often each coded word appears.\n\n"
 

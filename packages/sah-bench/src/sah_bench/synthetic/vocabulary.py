@@ -42,9 +42,7 @@ _FILLER_PLACES: tuple[str, ...] = (
     "under a grey sky", "while the kettle boiled",
 )  # fmt: skip
 
-_SYLLABLES: tuple[str, ...] = tuple(
-    c + v for c in "bdfgklmnprstvz" for v in "aeiou"
-)
+_SYLLABLES: tuple[str, ...] = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 
 
 def filler_sentence(rng: random.Random) -> str:

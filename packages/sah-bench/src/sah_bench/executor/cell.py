@@ -1,0 +1,319 @@
+"""One cell of the benchmark matrix: (model, sparse config, benchmark, subset).
+
+Running a cell answers its requests one at a time, appending each answered request to a
+progress log (so a killed run resumes where it stopped without answering anything twice), then
+writes the cell's result files atomically and its completion marker last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sah_bench.executor.micro_metrics import (
+    DEFAULT_MICRO_METRICS,
+    MicroMetricsCapture,
+    summarize_micro_metrics,
+)
+from sah_bench.executor.storage import (
+    COMPLETE_MARKER,
+    ERROR_FILE,
+    PROGRESS_LOG,
+    append_progress,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    is_complete,
+    read_progress,
+)
+from sah_bench.registry import get_benchmark, get_benchmark_class
+from sah_bench.rows import group_rows, row_extras
+from sah_protocol import ModelAdapter, ResultRecord
+
+logger = logging.getLogger(__name__)
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
+
+
+def safe_name(name: str) -> str:
+    """A folder-safe form of a model / config name (``org/model`` -> ``org__model``)."""
+    return _UNSAFE.sub("_", name.replace("/", "__")).strip("._") or "unnamed"
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that determines a cell's results (its fingerprint covers all of it)."""
+
+    model: str
+    config_name: str
+    sparse_config: dict[str, Any] | None
+    benchmark: str
+    subset: str
+    benchmark_options: dict[str, Any] = field(default_factory=dict)
+    max_requests: int | None = None
+    generation_kwargs: dict[str, Any] = field(default_factory=dict)
+    micro_metrics: tuple[str, ...] = DEFAULT_MICRO_METRICS
+
+    @property
+    def key(self) -> str:
+        return f"{self.model} | {self.config_name} | {self.benchmark}_{self.subset}"
+
+    def cell_dir(self, out_dir: Path) -> Path:
+        return (
+            Path(out_dir)
+            / safe_name(self.model)
+            / safe_name(self.config_name)
+            / safe_name(f"{self.benchmark}_{self.subset}")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def fingerprint(self) -> str:
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+@dataclass
+class CellResult:
+    """What happened to one cell."""
+
+    key: str
+    cell_dir: str
+    status: str  # "done" | "skipped" | "failed" | "interrupted"
+    error: str | None = None
+    metrics: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+#: Builds an adapter: ``factory(model_name, sparse_config_dict_or_None) -> ModelAdapter``.
+AdapterFactory = Callable[[str, dict[str, Any] | None], ModelAdapter]
+
+
+def _benchmark_for(spec: CellSpec, adapter: ModelAdapter) -> Any:
+    options = dict(spec.benchmark_options)
+    use_model_tokenizer = bool(options.pop("measure_with_model_tokenizer", True))
+    cls = get_benchmark_class(spec.benchmark)
+    # Synthetic lengths are measured with the model's own tokenizer when the adapter has one.
+    tokenizer = getattr(adapter, "tokenizer", None)
+    if (
+        use_model_tokenizer
+        and tokenizer is not None
+        and "token_counter" in inspect.signature(cls.__init__).parameters
+    ):
+        from sah_bench.synthetic.length import tokenizer_token_counter
+
+        options["token_counter"] = tokenizer_token_counter(tokenizer)
+    return get_benchmark(spec.benchmark, **options)
+
+
+def _timings(adapter: ModelAdapter, wall: float, n_questions: int) -> dict[str, float]:
+    """Per-question timings: the adapter's own split when it reports one, else wall time."""
+    stats = getattr(adapter, "last_request_stats", None)
+    out = {"prefill_seconds": 0.0, "decode_seconds": 0.0, "total_seconds": wall / n_questions}
+    if isinstance(stats, dict):
+        for key in ("prefill_seconds", "decode_seconds"):
+            if isinstance(stats.get(key), int | float):
+                out[key] = float(stats[key]) / n_questions
+    return out
+
+
+def run_cell(
+    spec: CellSpec,
+    out_dir: Path,
+    adapter: ModelAdapter,
+    *,
+    progress: bool = True,
+    on_request_done: Callable[[str], None] | None = None,
+) -> CellResult:
+    """Run (or resume, or skip) one cell; never raises for a failure inside the cell."""
+    cell_dir = spec.cell_dir(out_dir)
+    fingerprint = spec.fingerprint()
+    started = time.perf_counter()
+    if is_complete(cell_dir, fingerprint):
+        return CellResult(spec.key, str(cell_dir), "skipped", metrics=_read_metrics(cell_dir))
+    try:
+        metrics = _run_cell_body(spec, cell_dir, fingerprint, adapter, progress, on_request_done)
+    except KeyboardInterrupt:
+        return CellResult(spec.key, str(cell_dir), "interrupted")
+    except Exception as exc:
+        message = f"{type(exc).__name__}: {exc}"
+        logger.error("cell %s failed: %s", spec.key, message)
+        try:
+            atomic_write_json(
+                cell_dir / ERROR_FILE,
+                {"error": message, "traceback": traceback.format_exc(), "spec": spec.to_dict()},
+            )
+        except OSError:
+            logger.exception("could not record the error of cell %s", spec.key)
+        return CellResult(
+            spec.key, str(cell_dir), "failed", error=message,
+            seconds=time.perf_counter() - started,
+        )  # fmt: skip
+    return CellResult(
+        spec.key, str(cell_dir), "done", metrics=metrics, seconds=time.perf_counter() - started
+    )
+
+
+def _read_metrics(cell_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((cell_dir / "metrics.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    except (OSError, ValueError):
+        return None
+
+
+def _run_cell_body(
+    spec: CellSpec,
+    cell_dir: Path,
+    fingerprint: str,
+    adapter: ModelAdapter,
+    progress: bool,
+    on_request_done: Callable[[str], None] | None,
+) -> dict[str, Any]:
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    (cell_dir / COMPLETE_MARKER).unlink(missing_ok=True)  # stale marker of another spec
+    (cell_dir / ERROR_FILE).unlink(missing_ok=True)
+    atomic_write_json(cell_dir / "config.json", {"fingerprint": fingerprint, **spec.to_dict()})
+
+    bench = _benchmark_for(spec, adapter)
+    groups = group_rows(bench.load_rows(spec.subset))
+    if spec.max_requests is not None:
+        groups = groups[: spec.max_requests]
+    done = {e["request_id"]: e for e in read_progress(cell_dir, fingerprint)}
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(groups), desc=spec.key, unit="req", leave=False, initial=0)
+    capture = MicroMetricsCapture(adapter, tuple(spec.micro_metrics))
+    try:
+        for group in groups:
+            if group.request_id in done:
+                if bar is not None:
+                    bar.update(1)
+                continue
+            entry = _answer_group(spec, bench, adapter, group, fingerprint, capture)
+            append_progress(cell_dir, entry)
+            done[group.request_id] = entry
+            if bar is not None:
+                bar.update(1)
+            if on_request_done is not None:
+                on_request_done(group.request_id)
+    finally:
+        if bar is not None:
+            bar.close()
+        capture.close()
+
+    ordered = [done[g.request_id] for g in groups]
+    return _finalize(spec, bench, cell_dir, fingerprint, ordered)
+
+
+def _answer_group(
+    spec: CellSpec,
+    bench: Any,
+    adapter: ModelAdapter,
+    group: Any,
+    fingerprint: str,
+    capture: MicroMetricsCapture,
+) -> dict[str, Any]:
+    request = group.to_request()
+    generation_kwargs = {"max_new_tokens": group.max_new_tokens, **spec.generation_kwargs}
+    capture.start()
+    t0 = time.perf_counter()
+    response = adapter.process_request(request, generation_kwargs, {})
+    wall = time.perf_counter() - t0
+    micro = capture.stop()
+    predictions = response.response_list
+    if len(predictions) != len(group.rows):
+        raise ValueError(
+            f"adapter returned {len(predictions)} answer(s) for {len(group.rows)} question(s) "
+            f"of request {group.request_id}"
+        )
+    timings = _timings(adapter, wall, len(group.rows))
+    records = []
+    for i, (row, prediction) in enumerate(zip(group.rows, predictions, strict=True)):
+        extras = row_extras(row)
+        score = bench.score(spec.subset, prediction, row["answers"], **extras)
+        record = ResultRecord(
+            model=spec.model,
+            config=spec.config_name,
+            benchmark=spec.benchmark,
+            subset=spec.subset,
+            request_id=f"{group.request_id}/{i}",
+            question=row["question"],
+            prediction=prediction,
+            answers=list(row["answers"]),
+            score=float(score),
+            **timings,
+            extra={"task": row["task"], **{k: v for k, v in extras.items() if _jsonable(v)}},
+        )
+        records.append(record.to_dict())
+    return {
+        "fingerprint": fingerprint,
+        "request_id": group.request_id,
+        "records": records,
+        "micro_metrics": micro,
+    }
+
+
+def _jsonable(value: Any) -> bool:
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _finalize(
+    spec: CellSpec,
+    bench: Any,
+    cell_dir: Path,
+    fingerprint: str,
+    entries: list[dict[str, Any]],
+) -> dict[str, Any]:
+    import pandas as pd  # lazy: keeps `import sah_bench` light
+
+    records = [r for e in entries for r in e["records"]]
+    micro = [m for e in entries for m in e["micro_metrics"]]
+    flat = []
+    for r in records:
+        row = {k: v for k, v in r.items() if k != "extra"}
+        row["task"] = r["extra"].get("task", spec.subset)
+        row["extra"] = json.dumps(r["extra"], sort_keys=True, default=str)
+        flat.append(row)
+    columns = [*ResultRecord.field_names(), "task"]
+    frame = pd.DataFrame(flat, columns=columns)
+    atomic_write(cell_dir / "raw_results.parquet", lambda p: frame.to_parquet(p, index=False))
+    csv_frame = frame.assign(answers=frame["answers"].map(json.dumps))
+    atomic_write(cell_dir / "raw_results.csv", lambda p: csv_frame.to_csv(p, index=False))
+    atomic_write_text(
+        cell_dir / "micro_metrics.jsonl", "".join(json.dumps(m) + "\n" for m in micro)
+    )
+    scored = [{"score": r["score"], "task": r["extra"].get("task"), **r} for r in records]
+    metrics: dict[str, Any] = {
+        "model": spec.model,
+        "config": spec.config_name,
+        "benchmark": spec.benchmark,
+        "subset": spec.subset,
+        "n_requests": len(entries),
+        **bench.aggregate(spec.subset, scored),
+        **summarize_micro_metrics(micro, dense=spec.sparse_config is None),
+        "mean_total_seconds": (
+            sum(r["total_seconds"] for r in records) / len(records) if records else 0.0
+        ),
+    }
+    atomic_write_json(cell_dir / "metrics.json", metrics)
+    # The marker goes last: only now is every file of the cell in place.
+    atomic_write_json(cell_dir / COMPLETE_MARKER, {"fingerprint": fingerprint})
+    (cell_dir / PROGRESS_LOG).unlink(missing_ok=True)
+    return metrics
