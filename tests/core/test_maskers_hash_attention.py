@@ -219,7 +219,9 @@ def test_config_round_trip_through_json_lists() -> None:
 def test_common_properties() -> None:
     weights = random_weights(3, [0], 4, 2)
     refs.check_common_properties(
-        lambda: HashAttentionTopKMasker(make_config(weights, 5)), make_config(weights, 1.0)
+        lambda: HashAttentionTopKMasker(make_config(weights, 5)),
+        make_config(weights, 1.0),
+        tied_scores=True,
     )
 
 

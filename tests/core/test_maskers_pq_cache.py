@@ -194,4 +194,5 @@ def test_common_properties() -> None:
     refs.check_common_properties(
         lambda: PQCache(PQCacheConfig(heavy_size=5, pq_group_factor=2, pq_bits=2, kmeans_iter=2)),
         PQCacheConfig(heavy_size=1.0),
+        tied_scores=True,
     )

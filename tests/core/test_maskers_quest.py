@@ -130,6 +130,7 @@ def test_common_properties() -> None:
     refs.check_common_properties(
         lambda: QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=5, page_size=3)),
         QuestTopKMaskerConfig(heavy_size=1.0, page_size=3),
+        tied_scores=True,
     )
 
 
