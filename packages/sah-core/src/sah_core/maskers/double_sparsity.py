@@ -84,6 +84,7 @@ class DoubleSparsityTopKMasker(TopKMasker):
     def __init__(self, config: DoubleSparsityTopKMaskerConfig) -> None:
         super().__init__(config)
         self._channels: dict[str, list[list[int]]] | None = None
+        self._channel_tensors: dict[tuple[int | None, int, int, int, str], torch.Tensor] = {}
         if config.sorted_channel_file is not None:
             self._channels = self._load(str(config.sorted_channel_file))
 
@@ -112,7 +113,18 @@ class DoubleSparsityTopKMasker(TopKMasker):
     def _file_channels(
         self, layer_idx: int | None, hq: int, hkv: int, d: int, device: torch.device
     ) -> torch.Tensor:
-        """This layer's channels ``[1, Hq|Hkv, r]`` from the calibration file."""
+        """This layer's channels ``[1, Hq|Hkv, r]`` from the calibration file (built once per
+        layer, shape and device, and kept on the masker: they are config, not request state)."""
+        cache_key = (layer_idx, hq, hkv, d, str(device))
+        cached = self._channel_tensors.get(cache_key)
+        if cached is None:
+            cached = self._build_file_channels(layer_idx, hq, hkv, d, device)
+            self._channel_tensors[cache_key] = cached
+        return cached
+
+    def _build_file_channels(
+        self, layer_idx: int | None, hq: int, hkv: int, d: int, device: torch.device
+    ) -> torch.Tensor:
         assert self._channels is not None
         name = f"model.layers.{layer_idx}.self_attn.{self.config.channel_selection}"
         lists = self._channels.get(name)

@@ -119,6 +119,7 @@ class HashAttentionTopKMasker(TopKMasker):
         super().__init__(config)
         self._activation = _ACTIVATIONS[config.hat_mlp_activation]
         self._layers = self._load_weights()
+        self._on_device: dict[tuple[int, str], dict[str, MLP]] = {}
 
     # ------------------------------------------------------------------ weights
     def _load_weights(self) -> dict[int, dict[str, MLP]]:
@@ -252,8 +253,16 @@ class HashAttentionTopKMasker(TopKMasker):
                 f"HashAttention weights of layer {layer_idx} take inputs of size "
                 f"{mlps['query'][0][0].shape[1]}, which is not allowed: the head dim is {d}"
             )
-        device = queries.device
-        return {side: [(w.to(device), b.to(device)) for w, b in mlp] for side, mlp in mlps.items()}
+        # weights are config, not request state: keep one copy per device on the masker
+        cache_key = (layer_idx, str(queries.device))
+        moved = self._on_device.get(cache_key)
+        if moved is None:
+            device = queries.device
+            moved = {
+                side: [(w.to(device), b.to(device)) for w, b in mlp] for side, mlp in mlps.items()
+            }
+            self._on_device[cache_key] = moved
+        return moved
 
     # ------------------------------------------------------------------ scoring
     def prepare(
