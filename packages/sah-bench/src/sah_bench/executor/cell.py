@@ -117,13 +117,16 @@ def _benchmark_for(spec: CellSpec, adapter: ModelAdapter) -> Any:
 
 
 def _timings(adapter: ModelAdapter, wall: float, n_questions: int) -> dict[str, float]:
-    """Per-question timings: the adapter's own split when it reports one, else wall time."""
+    """Per-question timings: the adapter's own split when it reports one, else wall time.
+
+    ``last_request_stats`` may be an object (``sah_adapters.RequestStats``) or a dict.
+    """
     stats = getattr(adapter, "last_request_stats", None)
     out = {"prefill_seconds": 0.0, "decode_seconds": 0.0, "total_seconds": wall / n_questions}
-    if isinstance(stats, dict):
-        for key in ("prefill_seconds", "decode_seconds"):
-            if isinstance(stats.get(key), int | float):
-                out[key] = float(stats[key]) / n_questions
+    for key in ("prefill_seconds", "decode_seconds"):
+        value = stats.get(key) if isinstance(stats, dict) else getattr(stats, key, None)
+        if isinstance(value, int | float):
+            out[key] = float(value) / n_questions
     return out
 
 
@@ -227,7 +230,11 @@ def _answer_group(
     capture: MicroMetricsCapture,
 ) -> dict[str, Any]:
     request = group.to_request()
-    generation_kwargs = {"max_new_tokens": group.max_new_tokens, **spec.generation_kwargs}
+    generation_kwargs = dict(spec.generation_kwargs)
+    # A max_new_tokens given for the run caps each row's own budget rather than replacing it.
+    cap = generation_kwargs.pop("max_new_tokens", None)
+    budget = group.max_new_tokens if cap is None else min(int(cap), group.max_new_tokens)
+    generation_kwargs["max_new_tokens"] = budget
     capture.start()
     t0 = time.perf_counter()
     response = adapter.process_request(request, generation_kwargs, {})

@@ -215,7 +215,7 @@ class BenchmarkExecutor:
                     events,
                     os.getpid(),
                     self.progress,
-                ),  # fmt: skip
+                ),
                 name=f"sah-bench-worker-{slot}-{device}",
                 daemon=True,
             )

@@ -1,0 +1,198 @@
+"""Reports over a results folder: leaderboard (markdown / CSV), accuracy-vs-density Pareto plot
+and per-layer density plot (PNG through matplotlib's Agg backend, so no display is needed).
+
+Only complete cells (with their completion marker) are read; partial or failed cells are left
+out, so a report of a run in progress never mixes in half-finished numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sah_bench.executor.storage import COMPLETE_MARKER, atomic_write, atomic_write_text
+
+
+def collect_cells(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The metrics of every complete cell under ``out_dir``, sorted by model/config/cell."""
+    root = Path(out_dir)
+    if not root.is_dir():
+        raise ValueError(f"results dir {str(root)!r} does not exist or is not a folder")
+    cells = []
+    for marker in sorted(root.rglob(COMPLETE_MARKER)):
+        metrics_path = marker.parent / "metrics.json"
+        try:
+            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        metrics["cell_dir"] = str(marker.parent)
+        cells.append(metrics)
+    return cells
+
+
+def _mean(values: Sequence[float | None]) -> float | None:
+    present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    return sum(present) / len(present) if present else None
+
+
+def leaderboard(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (model, config): mean score and density over its cells, best score first.
+
+    Per-cell scores appear as extra columns named ``<benchmark>_<subset>``.
+    """
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for cell in cells:
+        groups.setdefault((str(cell["model"]), str(cell["config"])), []).append(cell)
+    rows = []
+    for (model, config), members in groups.items():
+        row: dict[str, Any] = {
+            "model": model,
+            "config": config,
+            "score": _mean([m.get("score") for m in members]),
+            "density": _mean([m.get("density") for m in members]),
+            "cells": len(members),
+            "questions": sum(int(m.get("n_questions", 0)) for m in members),
+        }
+        for m in sorted(members, key=lambda m: (m["benchmark"], m["subset"])):
+            row[f"{m['benchmark']}_{m['subset']}"] = m.get("score")
+        rows.append(row)
+    rows.sort(key=lambda r: (r["model"], -(r["score"] if r["score"] is not None else -1.0)))
+    return rows
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    return columns
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table."""
+    cols = list(columns or _columns(rows))
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(rows: Sequence[dict[str, Any]]) -> str:
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points (density, score) not dominated by another point.
+
+    A point is dominated when another has density <= and score >= with at least one strict.
+    """
+    front = []
+    for i, (d_i, s_i) in enumerate(points):
+        dominated = any(
+            d_j <= d_i and s_j >= s_i and (d_j < d_i or s_j > s_i)
+            for j, (d_j, s_j) in enumerate(points)
+            if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Accuracy vs measured density, one marker per (model, config), frontier joined."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for model in sorted({r["model"] for r in rows}):
+        pts = [r for r in rows if r["model"] == model and r["score"] is not None]
+        pts = [r for r in pts if r["density"] is not None]
+        if not pts:
+            continue
+        xs, ys = [r["density"] for r in pts], [r["score"] for r in pts]
+        ax.scatter(xs, ys, label=model)
+        for r in pts:
+            ax.annotate(r["config"], (r["density"], r["score"]), fontsize=8,
+                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+        front = sorted(pareto_front(list(zip(xs, ys, strict=True))), key=lambda i: xs[i])
+        ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", alpha=0.6)
+    ax.set_xlabel("measured attention density")
+    ax.set_ylabel("score (mean over cells)")
+    ax.set_title("Accuracy vs density")
+    ax.grid(alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def plot_per_layer_density(cells: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Mean density per layer for each (model, config), averaged over its cells."""
+    plt = _pyplot()
+    per_config: dict[str, dict[int, list[float]]] = {}
+    for cell in cells:
+        label = f"{cell['model']} / {cell['config']}"
+        for layer, value in (cell.get("per_layer_density") or {}).items():
+            per_config.setdefault(label, {}).setdefault(int(layer), []).append(float(value))
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    for label, layers in sorted(per_config.items()):
+        xs = sorted(layers)
+        ax.plot(xs, [sum(layers[x]) / len(layers[x]) for x in xs], marker="o", label=label)
+    ax.set_xlabel("layer")
+    ax.set_ylabel("density")
+    ax.set_title("Per-layer attention density")
+    ax.grid(alpha=0.3)
+    if per_config:
+        ax.legend(fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "no per-layer density recorded", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+    return path
+
+
+def write_report(out_dir: str | Path, report_dir: str | Path | None = None) -> dict[str, Path]:
+    """Write leaderboard.md / .csv, pareto.png and per_layer_density.png; return their paths."""
+    cells = collect_cells(out_dir)
+    if not cells:
+        raise ValueError(f"results dir {str(out_dir)!r} holds no complete cell to report on")
+    target = Path(report_dir) if report_dir is not None else Path(out_dir) / "report"
+    rows = leaderboard(cells)
+    paths = {
+        "markdown": target / "leaderboard.md",
+        "csv": target / "leaderboard.csv",
+        "pareto": target / "pareto.png",
+        "per_layer_density": target / "per_layer_density.png",
+    }
+    atomic_write_text(paths["markdown"], to_markdown(rows))
+    atomic_write_text(paths["csv"], to_csv(rows))
+    plot_pareto(rows, paths["pareto"])
+    plot_per_layer_density(cells, paths["per_layer_density"])
+    return paths
