@@ -354,9 +354,8 @@ records = [json.loads(line) for line in metrics.path.read_text().splitlines()]
 for question, d, s in zip(request.question_list, dense.response_list, sparse.response_list):
     print(f"{question}\\n  dense : {d!r}\\n  sparse: {s!r}")
 print(f"{len(records)} attention calls in sparse mode")
-print(f"mean density {statistics.mean(r['density'] for r in records):.3f}, "
-      f"mean output error {statistics.mean(r['output_error'] for r in records):.3f}, "
-      f"mean attention-mass recall {statistics.mean(r['attention_mass_recall'] for r in records):.3f}")
+for metric in ("density", "output_error", "attention_mass_recall"):
+    print(f"mean {metric}: {statistics.mean(r[metric] for r in records):.3f}")
 """),
     md("""
 With random weights the recall is roughly what a random choice of 16 keys would give.

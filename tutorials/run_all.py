@@ -102,9 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.update(OFFLINE_ENV)  # inherited by the scripts' subprocesses and the kernels
 
-    items = [
-        p for p in tutorial_items() if not args.names or any(n in p.name for n in args.names)
-    ]
+    items = [p for p in tutorial_items() if not args.names or any(n in p.name for n in args.names)]
     if not items:
         print(f"no tutorial matches {args.names}")
         return 1

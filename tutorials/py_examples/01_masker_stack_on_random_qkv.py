@@ -58,7 +58,7 @@ def main() -> None:
         None, queries, keys, values, None, scaling=scaling, layer_idx=0
     )
     reference = dense_attention(queries, keys, values).transpose(1, 2)
-    error = float(torch.linalg.vector_norm(output - reference) / torch.linalg.vector_norm(reference))
+    error = float((output - reference).norm() / reference.norm())
 
     print(f"masker stack: {[type(c).__name__ for c in stack.masker_configs]}")
     print(f"mask representation: {mask.representation}, shape {mask.shape}")

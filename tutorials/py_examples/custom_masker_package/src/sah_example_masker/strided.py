@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+
 from sah_core.maskers import FixedMasker, MaskerConfig, check_int
 
 
