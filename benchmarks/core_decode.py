@@ -8,8 +8,9 @@ AdaptiveSampling(0.05, eps 0.25, delta 0.25)] vs
 Prefill: Q=K=2048, B=1, H=8, D=64, causal, [Sink(128), OracleTopK(0.05)] vs causal SDPA.
 
 Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 5] [--quick]``.
-Peak memory is the peak RSS growth over the tensors' baseline, measured per case in a fresh
-child process (``--no-memory`` skips it).
+Times: dense and sparse alternate within each round; the table shows median times and the
+median per-round ratio. Peak memory: peak RSS of one call in a fresh child process (inputs
+resident), as a ratio to dense, plus the growth over the inputs (``--no-memory`` skips it).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import statistics
 import sys
 import time
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
 from sah_core import (
     AdaptiveSamplingMaskerConfig,
     LocalMaskerConfig,
@@ -36,14 +37,31 @@ from sah_core import (
 from sah_core import maskers as core_maskers
 
 
-def _time(fn: Callable[[], Any], repeats: int) -> float:
-    fn()  # warm-up
-    samples = []
-    for _ in range(repeats):
+def _paired_times(
+    dense: Callable[[], Any], sparse: Callable[[], Any], rounds: int
+) -> tuple[float, float, float]:
+    """Median dense time, median sparse time and median per-round ratio (s).
+
+    Dense and sparse alternate inside each round, so load changes on a shared machine hit
+    both sides of a ratio alike.
+    """
+    dense()
+    sparse()  # warm-up
+    dense_times, sparse_times, ratios = [], [], []
+    for _ in range(rounds):
         start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
+        dense()
+        mid = time.perf_counter()
+        sparse()
+        end = time.perf_counter()
+        dense_times.append(mid - start)
+        sparse_times.append(end - mid)
+        ratios.append((end - mid) / (mid - start))
+    return (
+        statistics.median(dense_times),
+        statistics.median(sparse_times),
+        statistics.median(ratios),
+    )
 
 
 def decode_stacks() -> dict[str, ResearchAttentionConfig]:
@@ -107,28 +125,51 @@ def make_case(case: str, key_len: int) -> Callable[[], Any]:
     return lambda: attention.custom_attention(None, q, k, v, mask, 64**-0.5, 0.0, {}, layer_idx=0)
 
 
+def _status_kib(field: str) -> float:
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def _peak_child(case: str, key_len: int, threads: int, queue: Any) -> None:
     torch.set_num_threads(threads)
-    fn = make_case(case, key_len)
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    fn = make_case(case, key_len)  # inputs are built (and resident) before the baseline
+    # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS.
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
+        clear.write("5")
+    base = _status_kib("VmRSS")
     fn()
-    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024.0)  # MiB
+    peak = _status_kib("VmHWM")
+    queue.put((base / 1024.0, peak / 1024.0))  # MiB
 
 
-def peak_mib(case: str, key_len: int, threads: int) -> float:
+def peak_mib(case: str, key_len: int, threads: int) -> tuple[float, float]:
+    """(baseline RSS with inputs resident, peak RSS after one call) in a fresh process."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_child, args=(case, key_len, threads, queue))
     proc.start()
-    value = float(queue.get())
+    base, peak = queue.get()
     proc.join()
-    return value
+    return float(base), float(peak)
+
+
+def _memory(case: str, dense_case: str, key_len: int, threads: int) -> dict[str, float]:
+    dense_base, dense_peak = peak_mib(dense_case, key_len, threads)
+    base, peak = peak_mib(case, key_len, threads)
+    return {
+        "mem_ratio": peak / dense_peak,
+        "dense_extra_mib": dense_peak - dense_base,
+        "sparse_extra_mib": peak - base,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=7, help="paired rounds per case")
     parser.add_argument("--quick", action="store_true", help="only K=32K decode + prefill")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", action="store_true", help="print rows as JSON too")
@@ -137,42 +178,45 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     lengths = [32768] if args.quick else [4096, 16384, 32768]
     for key_len in lengths:
-        dense_t = _time(make_case("dense_decode", key_len), args.repeats)
-        dense_m = None if args.no_memory else peak_mib("dense_decode", key_len, args.threads)
         for name in decode_stacks():
             case = f"decode:{name}"
-            t = _time(make_case(case, key_len), args.repeats)
-            m = None if args.no_memory else peak_mib(case, key_len, args.threads)
-            rows.append(
-                {
-                    "case": f"decode K={key_len // 1024}K {name}",
-                    "dense_ms": dense_t * 1e3,
-                    "sparse_ms": t * 1e3,
-                    "ratio": t / dense_t,
-                    "mem_ratio": None if m is None or not dense_m else m / dense_m,
-                }
+            dense_t, t, ratio = _paired_times(
+                make_case("dense_decode", key_len), make_case(case, key_len), args.repeats
             )
-    dense_t = _time(make_case("dense_prefill", 0), args.repeats)
-    t = _time(make_case("prefill", 0), args.repeats)
-    dense_m = None if args.no_memory else peak_mib("dense_prefill", 0, args.threads)
-    m = None if args.no_memory else peak_mib("prefill", 0, args.threads)
-    rows.append(
-        {
-            "case": "prefill Q=K=2048 sink+oracle_topk",
-            "dense_ms": dense_t * 1e3,
-            "sparse_ms": t * 1e3,
-            "ratio": t / dense_t,
-            "mem_ratio": None if m is None or not dense_m else m / dense_m,
-        }
+            row: dict[str, Any] = {
+                "case": f"decode K={key_len // 1024}K {name}",
+                "dense_ms": dense_t * 1e3,
+                "sparse_ms": t * 1e3,
+                "ratio": ratio,
+            }
+            if not args.no_memory:
+                row.update(_memory(case, "dense_decode", key_len, args.threads))
+            rows.append(row)
+    dense_t, t, ratio = _paired_times(
+        make_case("dense_prefill", 0), make_case("prefill", 0), args.repeats
     )
-    print(f"torch {torch.__version__}, threads={args.threads}, repeats={args.repeats} (median)")
-    print(f"| {'case':44s} | dense ms | sparse ms | time ratio | peak-mem ratio |")
-    print(f"|{'-' * 46}|---------:|----------:|-----------:|---------------:|")
+    row = {
+        "case": "prefill Q=K=2048 sink+oracle_topk",
+        "dense_ms": dense_t * 1e3,
+        "sparse_ms": t * 1e3,
+        "ratio": ratio,
+    }
+    if not args.no_memory:
+        row.update(_memory("prefill", "dense_prefill", 0, args.threads))
+    rows.append(row)
+    print(f"torch {torch.__version__}, threads={args.threads}, rounds={args.repeats} (medians)")
+    print(f"| {'case':44s} | dense ms | sparse ms | time ratio | peak RSS ratio | extra MiB d/s |")
+    print(f"|{'-' * 46}|---------:|----------:|-----------:|---------------:|--------------:|")
     for row in rows:
-        mem = "n/a" if row["mem_ratio"] is None else f"{row['mem_ratio']:.2f}x"
+        mem = "n/a" if "mem_ratio" not in row else f"{row['mem_ratio']:.2f}x"
+        extra = (
+            "n/a"
+            if "mem_ratio" not in row
+            else f"{row['dense_extra_mib']:.0f}/{row['sparse_extra_mib']:.0f}"
+        )
         print(
             f"| {row['case']:44s} | {row['dense_ms']:8.1f} | {row['sparse_ms']:9.1f} | "
-            f"{row['ratio']:9.2f}x | {mem:>14s} |"
+            f"{row['ratio']:9.2f}x | {mem:>14s} | {extra:>13s} |"
         )
     if args.json:
         json.dump(rows, sys.stdout, indent=1)

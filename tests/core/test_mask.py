@@ -6,6 +6,7 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from sah_core import Mask
 
 SHAPE = (1, 2, 3, 6)
@@ -183,3 +184,28 @@ def test_row_counts() -> None:
     )
     assert m.row_counts().tolist() == [[[2, 1]]]
     assert Mask.full((1, 1, 2, 4)).row_counts().tolist() == [[[4, 4]]]
+
+
+def test_binary_index_masks() -> None:
+    shape = (1, 1, 2, 6)
+    a = Mask.from_index(torch.tensor([[[[0, 3, 3], [5, -1, 1]]]]), None, shape)
+    assert a.is_binary() and a.representation == "index"
+    expected = torch.tensor([[[[1.0, 0, 0, 1, 0, 0], [0, 1, 0, 0, 0, 1]]]])
+    assert torch.equal(a.get_dense_mask(), expected)
+    assert a.get_density() == pytest.approx(4 / 12)
+    _, w = a.get_index_form()
+    assert set(w.unique().tolist()) <= {0.0, 1.0}
+    b = Mask.from_index(torch.tensor([[[[3, 4], [2, -1]]]]), None, shape)
+    union = a.merge(b)
+    assert union.is_binary()
+    assert torch.equal(union.get_dense_mask(), (expected + b.get_dense_mask()).clamp(0, 1))
+    weighted = Mask.from_index(
+        torch.tensor([[[[4], [0]]]]), torch.tensor([[[[0.5], [0.25]]]]), shape
+    )
+    mixed = a.merge(weighted)
+    assert not mixed.is_binary()
+    assert torch.allclose(
+        mixed.get_dense_mask(), (expected + weighted.get_dense_mask()).clamp(0, 1)
+    )
+    with pytest.raises(ValueError, match="index_view"):
+        Mask.full(shape).index_view()

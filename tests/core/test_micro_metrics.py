@@ -8,6 +8,7 @@ import threading
 
 import pytest
 import torch
+
 from sah_core import (
     LocalMaskerConfig,
     MicroMetricLogger,

@@ -7,8 +7,9 @@ import json
 from typing import Any
 
 import pytest
-import sah_core.attention.index_form as index_attention_module
 import torch
+
+import sah_core.attention.index_form as index_attention_module
 from sah_core import (
     AdaptiveSamplingMaskerConfig,
     CausalMaskerConfig,

@@ -44,7 +44,16 @@ def _check_shape(shape: tuple[int, ...] | torch.Size, field: str = "shape") -> _
 class Mask:
     """Immutable ``[B, H, Q, K]`` attention mask with importance weights (see module doc)."""
 
-    __slots__ = ("_dense", "_device", "_dtype", "_indices", "_kind", "_shape", "_weights")
+    __slots__ = (
+        "_binary",
+        "_dense",
+        "_device",
+        "_dtype",
+        "_indices",
+        "_kind",
+        "_shape",
+        "_weights",
+    )
 
     def __init__(
         self,
@@ -55,8 +64,10 @@ class Mask:
         dense: torch.Tensor | None = None,
         indices: torch.Tensor | None = None,
         weights: torch.Tensor | None = None,
+        binary: bool = False,
     ) -> None:
-        # Use the classmethod constructors; this one trusts its arguments.
+        # Use the classmethod constructors; this one trusts its arguments. A binary mask has
+        # only weights 0/1; a binary index mask may store weights=None (made on demand).
         self._kind: Representation = kind
         self._shape: _Shape = shape
         self._device = device
@@ -64,6 +75,7 @@ class Mask:
         self._dense = dense
         self._indices = indices
         self._weights = weights
+        self._binary = binary or kind in ("full", "empty")
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -108,19 +120,21 @@ class Mask:
     def from_index(
         cls,
         indices: torch.Tensor,
-        weights: torch.Tensor,
+        weights: torch.Tensor | None,
         shape: tuple[int, ...] | torch.Size,
         *,
         assume_unique: bool = False,
         validate: bool = True,
+        dtype: torch.dtype = torch.float32,
     ) -> Mask:
         """Build an index-form mask.
 
         ``indices`` int64 ``[B, H, Q, L]`` (``-1`` = padding), ``weights`` float of the same
-        shape. Repeated indices in a row mean the union of their weights (``clamp(sum)``);
-        unless ``assume_unique`` they are folded into one entry here. ``validate=False``
-        skips range checks and the zeroing of padding weights (trusted internal callers
-        that already put weight 0 at every -1).
+        shape, or ``None`` for weight 1 at every non-padding entry (a *binary* mask, stored
+        without a weights tensor; ``dtype`` is then the weights' dtype). Repeated indices in a
+        row mean the union of their weights (``clamp(sum)``); unless ``assume_unique`` they
+        are folded into one entry here. ``validate=False`` skips range checks and the zeroing
+        of padding weights (trusted internal callers that already put weight 0 at every -1).
         """
         logical = _check_shape(shape)
         if indices.dim() != 4 or tuple(indices.shape[:3]) != logical[:3]:
@@ -128,6 +142,20 @@ class Mask:
                 f"indices.shape={tuple(indices.shape)} is not allowed: expected "
                 f"[{logical[0]}, {logical[1]}, {logical[2]}, L] for mask shape {logical}"
             )
+        if weights is None:
+            if validate and indices.numel() > 0:
+                lo, hi = int(indices.min()), int(indices.max())
+                if lo < -1 or hi >= logical[3]:
+                    raise ValueError(
+                        f"indices in [{lo}, {hi}] are not allowed: use -1 (padding) or "
+                        f"0..{logical[3] - 1}"
+                    )
+            if indices.dtype != torch.int64:
+                raise ValueError(f"indices.dtype={indices.dtype} is not allowed: use torch.int64")
+            if not assume_unique:
+                ones = (indices >= 0).to(dtype)
+                indices, _ = _fold_duplicates(indices, ones, logical[3])
+            return cls("index", logical, indices.device, dtype, indices=indices, binary=True)
         if weights.shape != indices.shape:
             raise ValueError(
                 f"weights.shape={tuple(weights.shape)} is not allowed: it must equal "
@@ -202,6 +230,10 @@ class Mask:
             return not bool((self._dense != 0).any())
         return self._index_nnz() == 0
 
+    def is_binary(self) -> bool:
+        """True when every weight is known to be 0 or 1 (no importance weighting)."""
+        return self._binary
+
     def is_index(self) -> bool:
         return self._kind == "index"
 
@@ -224,8 +256,8 @@ class Mask:
             out = torch.empty(self._shape, device=self._device, dtype=self._dtype)
             out.copy_(self._dense)
             return out
-        assert self._indices is not None and self._weights is not None
-        return _index_to_dense(self._indices, self._weights, self._shape)
+        assert self._indices is not None
+        return _index_to_dense(self._indices, self._index_weights(), self._shape)
 
     def get_index_form(self, copy: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         """``(indices, weights)``, each ``[B, H, Q, L]``; ``-1``/``0`` at padding.
@@ -245,10 +277,22 @@ class Mask:
         if self._kind == "dense":
             assert self._dense is not None
             return _dense_to_index(self._dense)
-        assert self._indices is not None and self._weights is not None
+        assert self._indices is not None
+        weights = self._index_weights()
         if copy:
-            return self._indices.clone(), self._weights.clone()
-        return self._indices, self._weights
+            return self._indices.clone(), weights.clone()
+        return self._indices, weights
+
+    def index_view(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stored ``(indices, weights)`` of an index-form mask without copying; ``weights`` is
+        None for a binary mask (weight 1 at every non-padding entry). Read-only: for hot
+        paths (attention, exclusion of selected keys)."""
+        if self._kind != "index":
+            raise ValueError(
+                f"index_view() on a {self._kind!r} mask is not allowed: only index-form masks"
+            )
+        assert self._indices is not None
+        return self._indices, (None if self._binary else self._index_weights())
 
     def get_density(self) -> float:
         """Share of the ``B*H*Q*K`` entries that are attended (weight > 0)."""
@@ -274,8 +318,10 @@ class Mask:
         if self._kind == "dense":
             assert self._dense is not None
             return (self._dense > 0).sum(-1)
-        assert self._indices is not None and self._weights is not None
-        return ((self._indices >= 0) & (self._weights > 0)).sum(-1)
+        assert self._indices is not None
+        if self._binary:
+            return (self._indices >= 0).sum(-1)
+        return ((self._indices >= 0) & (self._index_weights() > 0)).sum(-1)
 
     def query_slice(self, start: int, end: int) -> Mask:
         """The rows ``start:end`` along Q, as a mask of shape ``[B, H, end-start, K]``."""
@@ -287,19 +333,29 @@ class Mask:
         shape = (b, h, end - start, k)
         if self._kind in ("full", "empty"):
             return Mask(self._kind, shape, self._device, self._dtype)
+        if self._kind == "index" and self._binary:
+            assert self._indices is not None
+            return Mask(
+                "index",
+                shape,
+                self._device,
+                self._dtype,
+                indices=self._indices[:, :, start:end],
+                binary=True,
+            )
         if self._kind == "dense":
             assert self._dense is not None
             return Mask(
                 "dense", shape, self._device, self._dtype, dense=self._dense[:, :, start:end]
             )
-        assert self._indices is not None and self._weights is not None
+        assert self._indices is not None
         return Mask(
             "index",
             shape,
             self._device,
             self._dtype,
             indices=self._indices[:, :, start:end],
-            weights=self._weights[:, :, start:end],
+            weights=self._index_weights()[:, :, start:end],
         )
 
     # ------------------------------------------------------------------ algebra
@@ -336,11 +392,17 @@ class Mask:
         return self.merge(other)
 
     def _merge_index(self, other: Mask, disjoint: bool) -> Mask:
-        assert self._indices is not None and self._weights is not None
-        assert other._indices is not None and other._weights is not None
+        assert self._indices is not None and other._indices is not None
         idx = torch.cat([self._indices, other._indices], dim=-1)
-        w = torch.cat([self._weights, other._weights.to(self._weights.dtype)], dim=-1)
-        if not disjoint and not _rows_disjoint(self._indices, other._indices):
+        needs_fold = not disjoint and not _rows_disjoint(self._indices, other._indices)
+        if self._binary and other._binary:
+            # clamp(1 + 1) = 1: the union of binary masks is binary, no weights needed
+            if needs_fold:
+                ones = (idx >= 0).to(self._dtype)
+                idx, _ = _fold_duplicates(idx, ones, self._shape[3])
+            return Mask("index", self._shape, self._device, self._dtype, indices=idx, binary=True)
+        w = torch.cat([self._index_weights(), other._index_weights().to(self._dtype)], dim=-1)
+        if needs_fold:
             idx, w = _fold_duplicates(idx, w, self._shape[3])
         return Mask("index", self._shape, self._device, self._dtype, indices=idx, weights=w)
 
@@ -352,14 +414,27 @@ class Mask:
         return self.get_dense_mask()
 
     # ------------------------------------------------------------------ internals
+    def _index_weights(self) -> torch.Tensor:
+        """The weights of an index-form mask (made from the indices for a binary mask)."""
+        assert self._indices is not None
+        if self._weights is None:
+            # a logically immutable cache: the value is fully determined by the indices
+            self._weights = (self._indices >= 0).to(self._dtype)
+        return self._weights
+
     def _index_nnz(self) -> int:
-        assert self._indices is not None and self._weights is not None
-        return int(((self._indices >= 0) & (self._weights > 0)).sum())
+        assert self._indices is not None
+        if self._binary:
+            return int((self._indices >= 0).sum())
+        return int(((self._indices >= 0) & (self._index_weights() > 0)).sum())
 
     def _index_all_ones(self) -> bool:
-        assert self._indices is not None and self._weights is not None
-        valid = (self._indices >= 0) & (self._weights > 0)
-        return bool((self._weights[valid] == 1).all())
+        if self._binary:
+            return True
+        assert self._indices is not None
+        weights = self._index_weights()
+        valid = (self._indices >= 0) & (weights > 0)
+        return bool((weights[valid] == 1).all())
 
     def __repr__(self) -> str:
         extra = ""

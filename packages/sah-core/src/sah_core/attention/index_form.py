@@ -8,7 +8,8 @@ optional sink logit per head in the denominator, and returns ``[B, Hq, Q, D]``.
 Kernel hook
 -----------
 This module is where a fused kernel plugs in. ``register_index_attention_backend(fn)``
-installs a callable with this function's signature that returns the output tensor, or
+installs a callable with this function's signature (``weights`` may be None: a binary
+mask, weight 1 at every non-padding index) that returns the output tensor, or
 ``None`` when it cannot handle the call (wrong device, dropout, ...); backends are tried
 most-recent first, then the torch reference below runs. With ``backend="auto"`` and CUDA
 tensors the Triton decode kernel of :mod:`sah_core.kernels.dispatch` is also tried when it is
@@ -58,7 +59,7 @@ def index_attention(
     keys: torch.Tensor,
     values: torch.Tensor,
     indices: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     *,
     scaling: float,
     attention_mask: torch.Tensor | None = None,
@@ -70,7 +71,8 @@ def index_attention(
     """Attention of ``queries [B, Hq, Q, D]`` over the keys selected by ``indices``.
 
     ``keys``/``values`` ``[B, Hkv, K, D]``; ``indices`` int64 ``[B, Hq, Q, L]`` (-1 padding),
-    ``weights`` ``[B, Hq, Q, L]`` keep-probabilities (0 = not attended);
+    ``weights`` ``[B, Hq, Q, L]`` keep-probabilities (0 = not attended) or None for weight 1
+    at every non-padding entry (a binary mask: skips the importance-weight work);
     ``attention_mask`` additive float broadcastable to ``[B, Hq, Q, K]`` (already normalised,
     see :func:`sah_core.attention.common.normalize_attention_mask`) or None; ``s_aux`` ``[Hq]``.
     Returns ``[B, Hq, Q, D]`` in the query dtype.
@@ -112,7 +114,7 @@ def index_attention_reference(
     keys: torch.Tensor,
     values: torch.Tensor,
     indices: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     *,
     scaling: float,
     attention_mask: torch.Tensor | None = None,
@@ -143,7 +145,7 @@ def index_attention_reference(
             keys,
             values,
             indices[:, :, start:end],
-            weights[:, :, start:end],
+            None if weights is None else weights[:, :, start:end],
             scaling,
             mask_chunk,
             s_aux,
@@ -152,11 +154,15 @@ def index_attention_reference(
     return out
 
 
-def _importance_bias(indices: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``-log(w)`` for attended entries, ``-inf`` for padding / weight 0 (fp32)."""
+def _add_importance_bias(
+    logits: torch.Tensor, indices: torch.Tensor, weights: torch.Tensor | None
+) -> torch.Tensor:
+    """In place: ``-log(w)`` for attended entries, ``-inf`` for padding / weight 0."""
+    if weights is None:  # binary mask: only padding needs masking
+        return logits.masked_fill_(indices < 0, float("-inf"))
     # padding carries weight 0 by the Mask contract, so w > 0 alone identifies real entries
     w = weights.float()
-    return torch.where(w > 0, torch.log(w).neg_(), float("-inf"))
+    return logits.add_(torch.where(w > 0, torch.log(w).neg_(), float("-inf")))
 
 
 def gather_kv_rows(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
@@ -178,7 +184,7 @@ def _gather_chunk(
     keys: torch.Tensor,
     values: torch.Tensor,
     indices: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     scaling: float,
     attention_mask: torch.Tensor | None,
     s_aux: torch.Tensor | None,
@@ -186,7 +192,7 @@ def _gather_chunk(
 ) -> torch.Tensor:
     selected_keys = gather_kv_rows(keys, indices)  # [B, Hq, Qc, L, D]
     logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
-    logits = logits.float().mul_(scaling).add_(_importance_bias(indices, weights))
+    logits = _add_importance_bias(logits.float().mul_(scaling), indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
         bias = attention_mask.expand(full_shape).gather(-1, indices.clamp(min=0))
@@ -211,7 +217,7 @@ def _dense_chunk(
     keys: torch.Tensor,
     values: torch.Tensor,
     indices: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     scaling: float,
     attention_mask: torch.Tensor | None,
     s_aux: torch.Tensor | None,
@@ -229,14 +235,15 @@ def _dense_chunk(
         )
     safe = indices.clamp(min=0)
     scores = grouped_scores(queries, keys[:, :, :limit], scaling)
-    logits = scores.gather(-1, safe).float().add_(_importance_bias(indices, weights))
+    logits = _add_importance_bias(scores.gather(-1, safe).float(), indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
         logits.add_(attention_mask.expand(full_shape).gather(-1, safe).float())
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
-    dense_probs = torch.zeros(scores.shape, dtype=values.dtype, device=values.device)
+    # reuse the score buffer for the scattered probabilities (no new [.., Qc, K'] allocation);
     # padding has probability 0, so adding it to column 0 changes nothing
-    dense_probs.scatter_add_(-1, safe, probs.to(values.dtype))
+    dense_probs = scores if scores.dtype == values.dtype else scores.to(values.dtype)
+    dense_probs.zero_().scatter_add_(-1, safe, probs.to(values.dtype))
     return grouped_probs_values(dense_probs, values).to(queries.dtype)
 
 
@@ -245,12 +252,14 @@ def _try_triton_decode(
     keys: torch.Tensor,
     values: torch.Tensor,
     indices: torch.Tensor,
-    weights: torch.Tensor,
+    weights: torch.Tensor | None,
     **call: Any,
 ) -> torch.Tensor | None:
     """The Triton sparse-decode kernel when it applies; None to fall back to torch."""
     if call["dropout"] > 0.0:
         return None
+    if weights is None:
+        weights = (indices >= 0).to(queries.dtype)
     try:
         from sah_core.kernels.dispatch import sparse_decode_attention
     except ImportError:

@@ -37,7 +37,7 @@ def masked_attention(
             query_chunk_size=query_chunk_size,
         )
     if kind == "index":
-        indices, weights = mask.get_index_form(copy=False)
+        indices, weights = mask.index_view()  # weights None: binary mask
         return index_attention(
             queries,
             keys,

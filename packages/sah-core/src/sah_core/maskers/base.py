@@ -329,6 +329,7 @@ class FixedMasker(ResearchMasker):
             return Mask.full(shape, previous_mask.device, previous_mask.dtype)
         b, h, q, _ = shape
         indices = rows.to(device=previous_mask.device).expand(b, h, q, rows.shape[-1])
-        weights = (indices >= 0).to(previous_mask.dtype)
-        mine = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
+        mine = Mask.from_index(
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous_mask.dtype
+        )
         return previous_mask.merge(mine)

@@ -92,6 +92,7 @@ class OracleTopPMasker(ResearchMasker):
         width = max(p.shape[-1] for p in parts)
         pad = torch.nn.functional.pad
         indices = torch.cat([pad(p, (0, width - p.shape[-1]), value=-1) for p in parts], dim=2)
-        weights = (indices >= 0).to(previous_mask.dtype)
-        mine = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
+        mine = Mask.from_index(
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous_mask.dtype
+        )
         return previous_mask.merge_disjoint(mine)

@@ -11,9 +11,8 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 
-from sah_protocol import MASKERS_ENTRY_POINT_GROUP
-
 from sah_core.maskers.base import MaskerConfig, ResearchMasker
+from sah_protocol import MASKERS_ENTRY_POINT_GROUP
 
 logger = logging.getLogger(__name__)
 

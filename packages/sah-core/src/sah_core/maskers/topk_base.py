@@ -62,10 +62,12 @@ def exclude_previous(scores: torch.Tensor, previous: Mask) -> torch.Tensor:
     if kind == "dense":
         dense = previous._dense_view()[..., :limit]
         return scores.masked_fill_(dense > 0, float("-inf"))
-    idx, w = previous.get_index_form(copy=False)
+    idx, w = previous.index_view()
     if idx.shape[-1] == 0:
         return scores
-    valid = (idx >= 0) & (idx < limit) & (w > 0)
+    valid = (idx >= 0) & (idx < limit)
+    if w is not None:
+        valid &= w > 0
     # amin-scatter: real entries write -inf, padding writes +inf (no effect), so padding
     # can safely point at column 0.
     src = torch.where(valid, float("-inf"), float("inf")).to(scores.dtype)
@@ -167,8 +169,9 @@ class TopKMasker(ResearchMasker):
                 scores, limit, budget, mask_chunk, previous_mask.query_slice(start, end)
             )
             indices[:, :, start:end, : chosen.shape[-1]] = chosen
-        weights = (indices >= 0).to(previous_mask.dtype)
-        mine = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
+        mine = Mask.from_index(
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous_mask.dtype
+        )
         return previous_mask.merge_disjoint(mine)
 
     @staticmethod
