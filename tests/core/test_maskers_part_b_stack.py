@@ -142,3 +142,33 @@ def test_stack_prefill_then_decode(name: str, tmp_path: Path) -> None:
                 layer_idx=layer,
             )
             assert bool(torch.isfinite(out).all())
+
+
+def test_two_maskers_of_one_type_keep_separate_state() -> None:
+    # two Quest maskers with different page sizes in one stack share a layer's state dict;
+    # their cached page summaries must not mix
+    config = ResearchAttentionConfig(
+        [
+            QuestTopKMaskerConfig(heavy_size=3, page_size=4),
+            QuestTopKMaskerConfig(heavy_size=3, page_size=3, label_bits=8),
+        ]
+    )
+    attention = ResearchAttention.create_from_config(config)
+    prefill, steps = 14, 4
+    queries, keys, values = refs.make_qkv(4, 1, HQ, HKV, prefill + steps, prefill + steps, D)
+    meta: dict[Any, Any] = {}
+    attention.compute_mask(
+        queries[:, :, :prefill],
+        keys[:, :, :prefill],
+        values[:, :, :prefill],
+        refs.causal_mask(1, prefill, prefill),
+        1.0,
+        meta,
+        0,
+    )
+    for step in range(steps):
+        k = prefill + step + 1
+        args = (queries[:, :, k - 1 : k], keys[:, :, :k], values[:, :, :k], None, 1.0)
+        reused = attention.compute_mask(*args, meta, 0)
+        fresh = ResearchAttention.create_from_config(config).compute_mask(*args, {}, 0)
+        assert torch.equal(reused.get_dense_mask(), fresh.get_dense_mask())

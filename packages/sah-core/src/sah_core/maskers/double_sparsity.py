@@ -30,7 +30,11 @@ import torch
 
 from sah_core.attention.common import grouped_scores
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import incremental_key_features, quantize_symmetric
+from sah_core.maskers.key_state_cache import (
+    config_state,
+    incremental_key_features,
+    quantize_symmetric,
+)
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 _SELECTIONS = ("q_proj", "k_proj", "qk_proj")
@@ -183,7 +187,11 @@ class DoubleSparsityTopKMasker(TopKMasker):
             # [B, Hkv, n, r] for KV-head lists, [B, Hq, n, r] for query-head lists
             return quantize_symmetric(gather_channels(segment.float(), channels), bits)
 
-        state = self.layer_state(sparse_meta_data, layer_idx)
+        state = config_state(
+            self.layer_state(sparse_meta_data, layer_idx),
+            self.config,
+            ("sorted_channel_file", "channel_selection", "group_factor", "label_bits"),
+        )
         labels = incremental_key_features(state, "label_cache", keys, key_labels)
         return channels, labels
 

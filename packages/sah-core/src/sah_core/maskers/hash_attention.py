@@ -38,7 +38,7 @@ import torch
 
 from sah_core.attention.common import grouped_scores
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import incremental_key_features
+from sah_core.maskers.key_state_cache import config_state, incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -286,7 +286,17 @@ class HashAttentionTopKMasker(TopKMasker):
                 segment = segment.repeat_interleave(group, dim=1)
             return signed_codes(segment, key_mlp, self._activation)
 
-        state = self.layer_state(sparse_meta_data, layer_idx)
+        state = config_state(
+            self.layer_state(sparse_meta_data, layer_idx),
+            self.config,
+            (
+                "hat_bits",
+                "hat_mlp_layers",
+                "hat_mlp_hidden_size",
+                "hat_mlp_activation",
+                "hat_weight_file",
+            ),
+        )
         codes = incremental_key_features(state, "key_codes", keys, key_codes)
         return codes, mlps["query"]
 

@@ -85,6 +85,20 @@ def incremental_key_features(
     return buffer[:, :, :items]
 
 
+def config_state(
+    layer_state: dict[str, Any], config: object, fields: tuple[str, ...]
+) -> dict[str, Any]:
+    """The sub-dict of ``layer_state`` for one configuration of a masker.
+
+    ``layer_state`` is shared by every masker of the same config type in a stack; keying the
+    cached summaries by the config fields that shape them (page size, bits, ...) keeps two such
+    maskers with different settings from reading each other's summaries.
+    """
+    tag = ",".join(f"{name}={getattr(config, name)!r}" for name in fields)
+    sub: dict[str, Any] = layer_state.setdefault(tag, {})
+    return sub
+
+
 def quantize_symmetric(
     values: torch.Tensor, bits: int, dim: int = -1, rounding: str = "nearest"
 ) -> torch.Tensor:

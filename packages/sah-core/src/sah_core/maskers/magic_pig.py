@@ -37,7 +37,7 @@ import torch
 
 from sah_core.attention.common import grouped_scores
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import incremental_key_features
+from sah_core.maskers.key_state_cache import config_state, incremental_key_features
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 
 #: A key is sampled when it collides with the query in at least this many tables.
@@ -151,7 +151,11 @@ class MagicPig(SamplingMasker):
         self, keys: torch.Tensor, sparse_meta_data: dict[Any, Any], layer_idx: int | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(planes, center, key codes, centred key norms)`` of this layer, kept in state."""
-        state = self.layer_state(sparse_meta_data, layer_idx)
+        state = config_state(
+            self.layer_state(sparse_meta_data, layer_idx),
+            self.config,
+            ("lsh_l", "lsh_k", "center", "packing", "seed"),
+        )
         tables, bits, dim = self.config.lsh_l, self.config.lsh_k, keys.shape[-1]
         planes = state.get("planes")
         if not isinstance(planes, torch.Tensor) or planes.shape != (tables, bits, dim):

@@ -32,7 +32,7 @@ import torch
 
 from sah_core.attention.common import grouped_scores
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import incremental_key_features
+from sah_core.maskers.key_state_cache import config_state, incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 _METRICS = ("euclidean", "ip")
@@ -162,7 +162,11 @@ class PQCache(TopKMasker):
                 f"PQCacheConfig.pq_group_factor={parts} is not allowed for head dim {d}: it must "
                 "divide the head dim"
             )
-        state = self.layer_state(sparse_meta_data, kwargs.get("layer_idx"))
+        state = config_state(
+            self.layer_state(sparse_meta_data, kwargs.get("layer_idx")),
+            self.config,
+            ("pq_group_factor", "pq_bits", "kmeans_iter", "init_offset", "metric"),
+        )
         centroids = self._centroids(keys, state)
         if centroids is None:
             return None

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from sah_core.maskers.base import check_int
-from sah_core.maskers.key_state_cache import incremental_key_features
+from sah_core.maskers.key_state_cache import config_state, incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, expand_page_scores
 
 #: Slack (in quantisation steps) of the outward rounding of quantised page bounds.
@@ -83,7 +83,11 @@ class QuestTopKMasker(TopKMasker):
         sparse_meta_data: dict[Any, Any],
         **kwargs: Any,
     ) -> Any:
-        state = self.layer_state(sparse_meta_data, kwargs.get("layer_idx"))
+        state = config_state(
+            self.layer_state(sparse_meta_data, kwargs.get("layer_idx")),
+            self.config,
+            ("page_size", "label_bits"),
+        )
         size, bits = self.config.page_size, self.config.label_bits
         return incremental_key_features(
             state, "page_bounds", keys, lambda seg: page_bounds(seg, size, bits), unit=size

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from sah_core.maskers.base import check_float, check_int
-from sah_core.maskers.key_state_cache import incremental_key_features
+from sah_core.maskers.key_state_cache import config_state, incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 #: Base seed of the hyperplanes (the layer index is added).
@@ -75,7 +75,7 @@ class SocketMasker(TopKMasker):
         **kwargs: Any,
     ) -> Any:
         layer_idx = kwargs.get("layer_idx")
-        state = self.layer_state(sparse_meta_data, layer_idx)
+        state = config_state(self.layer_state(sparse_meta_data, layer_idx), self.config, ("K", "L"))
         tables, bits, dim = self.config.L, self.config.K, keys.shape[-1]
         planes = state.get("planes")
         if not isinstance(planes, torch.Tensor) or planes.shape != (tables, bits, dim):
