@@ -169,6 +169,9 @@ def quest_select_indices(
     Query row ``r`` sits at position ``K - Q + r`` and sees ``n_r = K - Q + r + 1`` keys. It
     keeps keys ``[0, sink)``, ``[n_r - local, n_r)`` and the tokens (``< n_r``, outside those two
     ranges) of its ``ceil(budget / page_size)`` best pages among pages not already covered.
+    Page bounds come from the summaries of all ``K`` keys (a page straddling a query's position
+    is scored with its later keys too, which keeps the bound an upper bound), and ties between
+    equal bounds go to whichever page ``torch.topk`` returns first.
 
     Returns:
         ``indices`` int64 ``[B, Hq, Q, L]`` (or ``[B, Hkv, Q, L]`` when ``group_reduction`` is
