@@ -172,3 +172,19 @@ def test_two_maskers_of_one_type_keep_separate_state() -> None:
         reused = attention.compute_mask(*args, meta, 0)
         fresh = ResearchAttention.create_from_config(config).compute_mask(*args, {}, 0)
         assert torch.equal(reused.get_dense_mask(), fresh.get_dense_mask())
+
+
+@pytest.mark.parametrize(
+    "name", ["hash_attention", "double_sparsity", "quest", "socket", "pq_cache", "magic_pig"]
+)
+def test_half_precision_inputs(name: str, tmp_path: Path) -> None:
+    config = part_b_configs(tmp_path)[name]
+    masker = ResearchAttention.create_from_config(ResearchAttentionConfig([config])).maskers[0]
+    queries, keys, values = (t.bfloat16() for t in refs.make_qkv(3, 1, HQ, HKV, 2, 32, D))
+    meta: dict[Any, Any] = {}
+    for _ in range(2):  # second call goes through the cached state
+        mask = refs.call_masker(masker, queries, keys, values, None, meta)
+        dense = mask.get_dense_mask()
+        assert float(dense.min()) >= 0.0 and float(dense.max()) <= 1.0
+        if not masker.is_sampling:  # budget 0.25 * 32 keys, all available (PQ: 30 past sinks)
+            assert bool((mask.row_counts() == 8).all())
