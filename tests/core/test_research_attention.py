@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -361,3 +361,49 @@ def test_public_names_exported() -> None:
     ):
         assert name in sah_core.__all__ and hasattr(sah_core, name)
     assert set(sah_core.maskers.__all__) <= set(sah_core.__all__)
+
+
+@dataclasses.dataclass
+class SpyConfig(TopKMaskerConfig):
+    """Test-only oracle that records the query rows of every scoring call."""
+
+
+class SpyMasker(TopKMasker):
+    config_type = SpyConfig
+    rows_seen: ClassVar[list[int]] = []
+
+    def key_scores(self, keys, queries, values, scaling, state, *, key_limit, **kw) -> Any:
+        SpyMasker.rows_seen.append(queries.shape[2])
+        hkv = keys.shape[1]
+        b, hq, q, d = queries.shape
+        grouped = queries.reshape(b, hkv, hq // hkv * q, d)
+        return (grouped @ keys[:, :, :key_limit].transpose(-1, -2)).view(b, hq, q, key_limit)
+
+
+def test_prefill_is_processed_in_query_chunks(helpers) -> None:
+    register_masker(SpyMasker)
+    SpyMasker.rows_seen.clear()
+    q, k, v = helpers.make_qkv(q=30, k=30)
+    am = helpers.causal_additive(1, 30, 30)
+    attention = ResearchAttention.create_from_config(
+        ResearchAttentionConfig([SpyConfig(5)]), query_chunk_size=8
+    )
+    out, _ = attention.custom_attention(None, q, k, v, am, SCALE, layer_idx=0)
+    assert SpyMasker.rows_seen == [8, 8, 8, 6]
+    reference = ResearchAttention.create_from_config(ResearchAttentionConfig([OracleTopKConfig(5)]))
+    expected, _ = reference.custom_attention(None, q, k, v, am, SCALE, layer_idx=0)
+    assert torch.allclose(out, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("hkv", [1, 4])
+def test_bf16_inputs_close_to_fp32(helpers, hkv) -> None:
+    q, k, v = (t.bfloat16() for t in helpers.make_qkv(b=1, hq=4, hkv=hkv, q=6, k=40))
+    am = helpers.causal_additive(1, 6, 40).bfloat16()
+    stack = [SinkMaskerConfig(2), LocalMaskerConfig(4), OracleTopKConfig(8)]
+    attention = ResearchAttention.create_from_config(ResearchAttentionConfig(stack))
+    out, _ = attention.custom_attention(None, q, k, v, am, SCALE, layer_idx=0)
+    assert out.dtype == torch.bfloat16
+    # same selection (bf16 scores decide it), fp64 arithmetic on the bf16 values
+    mask = attention.compute_mask(q, k, v, am, SCALE, {}, 0).get_dense_mask()
+    expected = helpers.naive_attention(q.float(), k.float(), v.float(), mask, SCALE, am.float())
+    assert (out.transpose(1, 2).double() - expected).abs().max() < 0.03
