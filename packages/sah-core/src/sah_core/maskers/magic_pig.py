@@ -21,7 +21,9 @@ randomness is the hyperplanes), not a Bernoulli draw.
 ``center``: subtract the mean key before hashing (keys of an LLM head share a large common
 component, which would make every angle small); the softmax is unchanged because
 ``q . (k - c)`` differs from ``q . k`` by a per-query constant. Queries are not centred. The
-mean is taken over the keys of the first call of the request (the context prefill) and kept.
+mean is taken over all keys of the first call of the request (the context prefill) and kept
+for the decode keys (the authors average the prefill keys outside their sink/local windows;
+here the masker does not know the other maskers' windows, so it averages them all).
 ``packing``: ``"int64"`` stores one packed integer code per key and table, ``"float"`` stores
 the +-1 bits as floats; both give identical samples. ``seed`` fixes the hyperplanes (with the
 layer index). Codes, key norms and the centre are kept per layer in ``sparse_meta_data``.
