@@ -93,7 +93,9 @@ class HashAttentionTopKMaskerConfig(TopKMaskerConfig):
         ):
             raise ValueError(
                 f"HashAttentionTopKMaskerConfig.hat_weight_file={self.hat_weight_file!r} is not "
-                "allowed: use the path of a .safetensors file"
+                "allowed: use the path of a .safetensors file (pickled weights are never loaded; "
+                "convert them once, in a trusted session, to the tensor names "
+                "'layer.{i}.query|key.{j}.weight|bias')"
             )
 
 
