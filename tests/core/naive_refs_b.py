@@ -234,3 +234,11 @@ def check_state_reuse(
         reused = call_masker(masker, q_slice, keys[:, :, :k], values[:, :, :k], None, meta)
         fresh = call_masker(factory(), q_slice, keys[:, :, :k], values[:, :, :k], None, {})
         assert torch.equal(selected(reused), selected(fresh)), f"decode step {step} differs"
+    # a second question over the same context (other keys after the prefill) reuses the
+    # context's summaries and still selects what a fresh masker selects
+    other_q, other_k, other_v = make_qkv(seed + 100, 2, hq, 2, 3, 3, 8)
+    keys2 = torch.cat([keys[:, :, :prefill], other_k], dim=2)
+    values2 = torch.cat([values[:, :, :prefill], other_v], dim=2)
+    reused = call_masker(masker, other_q, keys2, values2, causal_mask(2, 3, prefill + 3), meta)
+    fresh = call_masker(factory(), other_q, keys2, values2, causal_mask(2, 3, prefill + 3), {})
+    assert torch.equal(selected(reused), selected(fresh)), "second question differs"

@@ -16,17 +16,16 @@ from typing import Any
 import torch
 
 
-def _still_valid(entry: dict[str, Any], keys: torch.Tensor) -> bool:
-    probe: torch.Tensor = entry["probe"]
-    cached_len: int = entry["key_len"]
-    if cached_len > keys.shape[2] or cached_len == 0:
+def _prefix_unchanged(keys: torch.Tensor, length: int, probe: torch.Tensor) -> bool:
+    """True when ``keys`` extend a key tensor of ``length`` keys whose last key was ``probe``
+    (a cheap check of an append-only cache)."""
+    if length > keys.shape[2] or length == 0:
         return False
     if probe.shape != (keys.shape[0], keys.shape[1], keys.shape[3]):
         return False
     if probe.device != keys.device or probe.dtype != keys.dtype:
         return False
-    # the last summarised key must be unchanged (cheap check of an append-only cache)
-    return bool(torch.equal(probe, keys[:, :, cached_len - 1]))
+    return bool(torch.equal(probe, keys[:, :, length - 1]))
 
 
 def incremental_key_features(
@@ -43,18 +42,29 @@ def incremental_key_features(
     ``unit`` to its features ``[B, X, ceil(n / unit), ...]`` (``unit`` = keys per item: 1 for
     per-key features, ``page_size`` for page summaries). The result is stored under
     ``state[name]`` and returned as a read-only view (callers must not modify it).
+
+    Reuse: from the keys of the previous call when they are a prefix of ``keys`` (decode);
+    otherwise from the keys of the call that built the cache (the *anchor*, normally the
+    context) when those are a prefix (a second question over the same context); otherwise
+    everything is recomputed.
     """
     key_len = keys.shape[2]
     items = -(-key_len // unit)
     entry = state.get(name)
-    start = 0
-    if isinstance(entry, dict) and _still_valid(entry, keys):
-        start = (entry["key_len"] // unit) * unit
+    resume = 0
+    if isinstance(entry, dict) and _prefix_unchanged(keys, entry["key_len"], entry["probe"]):
+        resume = entry["key_len"]
+    elif isinstance(entry, dict) and _prefix_unchanged(
+        keys, entry["anchor_len"], entry["anchor_probe"]
+    ):
+        resume = entry["anchor_len"]
     else:
         entry = None
-    if entry is not None and start >= key_len:
+    if entry is not None and resume == key_len:
         buffer: torch.Tensor = entry["buffer"]
+        entry["key_len"], entry["probe"] = key_len, keys[:, :, key_len - 1].clone()
         return buffer[:, :, :items]
+    start = (resume // unit) * unit
     fresh = compute(keys[:, :, start:])
     first_item = start // unit
     needed = first_item + fresh.shape[2]
@@ -77,10 +87,13 @@ def incremental_key_features(
     else:
         buffer = entry["buffer"]
     buffer[:, :, first_item:needed] = fresh
+    probe = keys[:, :, key_len - 1].clone()
     state[name] = {
         "buffer": buffer,
         "key_len": key_len,
-        "probe": keys[:, :, key_len - 1].clone(),
+        "probe": probe,
+        "anchor_len": key_len if entry is None else entry["anchor_len"],
+        "anchor_probe": probe if entry is None else entry["anchor_probe"],
     }
     return buffer[:, :, :items]
 
