@@ -235,15 +235,15 @@ for question, d, s in zip(questions, dense.response_list, sparse.response_list):
 """),
     md("""
 A list of questions gives a list of responses; a single string question gives a single
-string. `request_kwargs={"batch_size": 2}` would decode both questions together.
+string (`response_list` always gives a list). `request_kwargs={"batch_size": 2}` would decode
+both questions of the request together.
 """),
     code("""
-assert isinstance(dense.responses, list) and len(dense.responses) == 2
-single = Request(context=context, questions=questions[0], answer_prefix="Answer:")
-with ModelAdapterHF.from_model(model, tokenizer, streaming) as sparse_adapter:
-    one = sparse_adapter.process_request(single, generation_kwargs=generation)
-print(type(one.responses).__name__, repr(one.responses))
-assert one.responses == sparse.responses[0]
+assert isinstance(dense.responses, list) and len(dense.responses) == len(questions)
+single = Request(context=context, questions=questions[0])
+print(single.question_list, single.is_batched)
+one = RequestResponse.for_request(single, [sparse.responses[0]])
+print(type(one.responses).__name__, repr(one.responses), one.response_list)
 """),
 ]
 
