@@ -78,7 +78,7 @@ def test_config_round_trip_and_registry() -> None:
     assert isinstance(ResearchMasker.create_from_config(again), SocketMasker)
 
 
-@settings(max_examples=6, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(
     seed=st.integers(0, 1000),
     hkv=st.sampled_from([1, 2]),
@@ -86,7 +86,7 @@ def test_config_round_trip_and_registry() -> None:
     q=st.integers(1, 4),
     k=st.integers(4, 12),
     heavy=st.integers(1, 8),
-    bits=st.sampled_from([1, 3]),
+    bits=st.sampled_from([1, 3, 8, 10]),
     tables=st.sampled_from([1, 4]),
     tau=st.sampled_from([0.3, 1.0, 4.0]),
 )
@@ -126,3 +126,26 @@ def test_common_properties() -> None:
 
 def test_state_reuse_matches_recompute() -> None:
     refs.check_state_reuse(lambda: SocketMasker(SocketMaskerConfig(heavy_size=5, K=3, L=5)))
+
+
+@pytest.mark.parametrize("bits", [8, 10, 17])
+def test_multi_chunk_codes_match_naive(bits: int) -> None:
+    # codes wider than one 8-bit lookup chunk
+    queries, keys, values = refs.make_qkv(11, 1, 2, 1, 2, 9, 6)
+    masker = SocketMasker(SocketMaskerConfig(heavy_size=3, K=bits, L=2, tau=2.0))
+    state = masker.prepare(keys, queries, values, None, 1.0, {}, layer_idx=0)
+    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=9)
+    ref = naive_scores(queries, keys, bits, 2, 2.0, 0)
+    torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def test_blocking_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sah_core.maskers.socket_topk as socket_module
+
+    queries, keys, values = refs.make_qkv(12, 1, 4, 2, 5, 30, 8)
+    masker = SocketMasker(SocketMaskerConfig(heavy_size=4, K=5, L=6, tau=0.8))
+    state = masker.prepare(keys, queries, values, None, 1.0, {}, layer_idx=0)
+    whole = masker.key_scores(keys, queries, values, 1.0, state, key_limit=30)
+    monkeypatch.setattr(socket_module, "BLOCK_ELEMENTS", 64)  # many row and table blocks
+    blocked = masker.key_scores(keys, queries, values, 1.0, state, key_limit=30)
+    torch.testing.assert_close(blocked, whole)

@@ -58,8 +58,25 @@ def hyperplanes(layer_idx: int | None, tables: int, bits: int, dim: int) -> torc
     return torch.randn(tables, bits, dim, generator=generator)
 
 
+#: Bits per lookup chunk: a table's K bits are scored 8 at a time through a 256-entry table.
+CHUNK_BITS = 8
+#: Elements of one gathered ``[B, Hkv, G*Qc, K', tables*chunks]`` block (caps memory).
+BLOCK_ELEMENTS = 1 << 22
+
+
+def chunk_widths(bits: int) -> list[int]:
+    """Widths of the <= ``CHUNK_BITS``-bit chunks a ``bits``-bit code is split into."""
+    full, rest = divmod(bits, CHUNK_BITS)
+    return [CHUNK_BITS] * full + ([rest] if rest else [])
+
+
 class SocketMasker(TopKMasker):
-    """Scores keys by their soft collision probability with the query, summed over tables."""
+    """Scores keys by their soft collision probability with the query, summed over tables.
+
+    A key's bucket code per table is stored as chunk ids (8 bits each, already offset into a
+    flat per-query lookup table), so scoring is one gather of precomputed per-bucket
+    log-probabilities per chunk instead of a product over the hyperplanes.
+    """
 
     config_type = SocketMaskerConfig
     config: SocketMaskerConfig
@@ -83,10 +100,23 @@ class SocketMasker(TopKMasker):
             state["planes"] = planes
             state.pop("key_buckets", None)
         flat = planes.reshape(tables * bits, dim)
+        widths = chunk_widths(bits)
+        chunks = len(widths)
+        # bit j of a chunk weighs 2^j; chunk c of table l starts at (l * chunks + c) * 256
+        powers = torch.cat([2 ** torch.arange(w, device=keys.device) for w in widths])
+        owner = torch.cat([torch.full((w,), c, device=keys.device) for c, w in enumerate(widths)])
+        offsets = torch.arange(tables * chunks, device=keys.device).view(tables, chunks)
+        offsets = offsets * (1 << CHUNK_BITS)
 
         def key_buckets(segment: torch.Tensor) -> torch.Tensor:
-            # 1.0 where the key lies on the positive side of the hyperplane: [B, Hkv, n, L*K]
-            return (segment.float() @ flat.T >= 0).float()
+            # sign pattern -> per (table, chunk) flat lookup index: [B, Hkv, n, L*C] int64
+            positive = (segment.float() @ flat.T >= 0).long()
+            weighted = positive.view(*segment.shape[:3], tables, bits) * powers
+            ids = torch.zeros(
+                (*segment.shape[:3], tables, chunks), dtype=torch.int64, device=segment.device
+            )
+            ids.index_add_(-1, owner, weighted)
+            return (ids + offsets).flatten(-2)
 
         buckets = incremental_key_features(state, "key_buckets", keys, key_buckets)
         return planes, buckets
@@ -106,16 +136,51 @@ class SocketMasker(TopKMasker):
         tables, bits = self.config.L, self.config.K
         b, hq, qc, d = queries.shape
         hkv = keys.shape[1]
-        grouped = queries.float().reshape(b, hkv, (hq // hkv) * qc, d)
+        rows = (hq // hkv) * qc
+        grouped = queries.float().reshape(b, hkv, rows, d)
         # a_lj = 2 u_lj / tau; log P_l(s) = sum_j logsigmoid(-a_lj) + sum_j [s_j = +1] a_lj
         scaled = (grouped @ planes.reshape(tables * bits, d).T) * (2.0 / self.config.tau)
-        scaled = scaled.view(b, hkv, -1, tables, bits)
-        base = torch.nn.functional.logsigmoid(-scaled).sum(-1)  # [B, Hkv, G*Qc, L]
-        key_bits = buckets[:, :, :key_limit].view(b, hkv, key_limit, tables, bits)
-        total: torch.Tensor | None = None
-        for table in range(tables):
-            log_p = scaled[..., table, :] @ key_bits[..., table, :].transpose(-1, -2)
-            log_p += base[..., table, None]
-            total = log_p if total is None else torch.logaddexp(total, log_p)
-        assert total is not None
+        scaled = scaled.view(b, hkv, rows, tables, bits)
+        ids = buckets[:, :, :key_limit].unsqueeze(2)  # [B, Hkv, 1, K', L*C]
+        # query rows in blocks, so the per-row lookup tables stay small in prefill
+        width = max(tables * len(chunk_widths(bits)) << CHUNK_BITS, key_limit)
+        step = max(1, BLOCK_ELEMENTS // max(1, b * hkv * width))
+        parts = [
+            self._score_rows(scaled[:, :, first : first + step], ids)
+            for first in range(0, rows, step)
+        ]
+        total = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
         return total.view(b, hq, qc, key_limit)
+
+    def _score_rows(self, scaled: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """log sum_l P_l(bucket_l(k) | q) ``[B, Hkv, R, K']`` for query rows ``scaled``
+        ``[B, Hkv, R, L, K]`` (``a = 2 u / tau``) and key chunk ids ``[B, Hkv, 1, K', L*C]``."""
+        tables, bits = self.config.L, self.config.K
+        widths = chunk_widths(bits)
+        chunks = len(widths)
+        b, hkv, rows = scaled.shape[:3]
+        key_limit = ids.shape[3]
+        base = torch.nn.functional.logsigmoid(-scaled).sum(-1)  # [B, Hkv, R, L]
+        # per (table, chunk): the sum of a_lj over the set bits of every possible chunk value
+        lookup = scaled.new_zeros(b, hkv, rows, tables, chunks, 1 << CHUNK_BITS)
+        start = 0
+        for c, width in enumerate(widths):
+            value = torch.arange(1 << width, device=scaled.device)
+            corner = ((value[:, None] >> torch.arange(width, device=scaled.device)) & 1).float()
+            lookup[..., c, : 1 << width] = scaled[..., start : start + width] @ corner.T
+            start += width
+        entries = tables * chunks << CHUNK_BITS
+        table = lookup.view(b, hkv, rows, 1, entries).expand(b, hkv, rows, key_limit, entries)
+        per_block = max(1, BLOCK_ELEMENTS // max(1, b * hkv * rows * key_limit * chunks))
+        total: torch.Tensor | None = None
+        for first in range(0, tables, per_block):
+            last = min(tables, first + per_block)
+            index = ids[..., first * chunks : last * chunks].expand(
+                b, hkv, rows, key_limit, (last - first) * chunks
+            )
+            log_p = table.gather(-1, index).view(b, hkv, rows, key_limit, last - first, chunks)
+            log_p = log_p.sum(-1) + base[:, :, :, None, first:last]
+            block = torch.logsumexp(log_p, dim=-1)
+            total = block if total is None else torch.logaddexp(total, block)
+        assert total is not None
+        return total
