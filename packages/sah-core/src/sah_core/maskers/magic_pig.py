@@ -46,6 +46,8 @@ from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 MIN_COLLISIONS = 2
 #: Floor of the importance weight (keep probability) of a sampled key.
 MIN_PROBABILITY = 1e-6
+#: Elements of one ``[B, Hkv, G*Qc, K, tables]`` code comparison block (caps memory).
+BLOCK_ELEMENTS = 1 << 24
 _PACKINGS = ("int64", "float")
 
 
@@ -138,9 +140,15 @@ class MagicPig(SamplingMasker):
         k = key_codes.shape[2]
         count = torch.zeros(b, h, gq, k, dtype=torch.int64, device=query_codes.device)
         if self.config.packing == "int64":
-            # one table at a time: never a [.., GQ, K, L] tensor
-            for table in range(tables):
-                count += query_codes[..., table, None] == key_codes[..., table].unsqueeze(-2)
+            # tables in blocks: one contiguous [.., GQ, K, block] comparison per block, capped
+            # in size so a long prefill chunk never holds all tables at once
+            block = max(1, BLOCK_ELEMENTS // max(1, b * h * gq * k))
+            for first in range(0, tables, block):
+                last = min(tables, first + block)
+                equal = (
+                    query_codes[:, :, :, None, first:last] == key_codes[:, :, None, :, first:last]
+                )
+                count += equal.sum(-1)
             return count
         q_bits = query_codes.view(b, h, gq, tables, bits)
         k_bits = key_codes.view(b, h, k, tables, bits)
