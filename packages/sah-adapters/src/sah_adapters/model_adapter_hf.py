@@ -223,12 +223,13 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                 f"{type(self.model).__name__}: an attention module has no `layer_idx`, so "
                 "per-layer sparse state cannot be kept; this model is not supported"
             )
-        missing = sorted(expected - set(seen))
+        called = {layer for layer in seen if layer is not None}
+        missing = sorted(expected - called)
         if missing:
             raise ValueError(
                 f"{type(self.model).__name__} does not route attention through transformers' "
                 f"AttentionInterface: layers {missing} never called the registered function "
-                f"(called: {sorted(set(seen))}). Sparse attention cannot be applied to it; "
+                f"(called: {sorted(called)}). Sparse attention cannot be applied to it; "
                 "use a model class whose attention uses ALL_ATTENTION_FUNCTIONS (no remote code)."
             )
 
@@ -409,7 +410,8 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         return RequestResponse.for_request(request, answers)
 
     def _model_device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        device: torch.device = next(self.model.parameters()).device
+        return device
 
     def _forward(self, **inputs: Any) -> Any:
         cache = inputs.pop("cache")

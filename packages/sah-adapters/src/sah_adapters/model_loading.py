@@ -37,7 +37,7 @@ def load_model(model_name: str, model_kwargs: dict[str, Any], device: str | None
     source = resolve_model_source(model_name)
     if model_name not in BUILTIN_MODELS and not Path(source).exists():
         logger.info("%s is not a local folder or built-in model; loading it from the hub", source)
-    model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     if device is not None and "device_map" not in kwargs:
         model = model.to(device)
     model.eval()
