@@ -194,3 +194,14 @@ def test_decode_reuses_prefill_centre_and_codes() -> None:
         torch.testing.assert_close(mask.get_dense_mask().double(), ref, rtol=1e-4, atol=1e-7)
     no_center = MagicPigConfig(lsh_l=6, lsh_k=2, center=False, seed=1)
     refs.check_state_reuse(lambda: MagicPig(no_center), hq=2)
+
+
+def test_blocked_collision_count_matches_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sah_core.maskers.magic_pig as magic_pig_module
+
+    queries, keys, values = refs.make_qkv(13, 1, 4, 2, 3, 25, 8)
+    config = MagicPigConfig(lsh_l=7, lsh_k=2, seed=2)
+    whole = refs.call_masker(MagicPig(config), queries, keys, values).get_dense_mask()
+    monkeypatch.setattr(magic_pig_module, "BLOCK_ELEMENTS", 8)  # one table per block
+    blocked = refs.call_masker(MagicPig(config), queries, keys, values).get_dense_mask()
+    assert torch.equal(whole, blocked) and bool((whole > 0).any())
