@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -87,6 +88,12 @@ def run_notebook(
     return True, f"{cells} code cells executed"
 
 
+def child_cpu_seconds() -> float:
+    """CPU time of finished child processes (scripts, notebook kernels) so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="run only items whose file name contains one")
@@ -110,21 +117,26 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for path in items:
         item_start = time.perf_counter()
+        cpu_start = child_cpu_seconds()
         with tempfile.TemporaryDirectory(prefix="sah-tutorial-") as scratch:
             if path.suffix == ".ipynb":
                 ok, detail = run_notebook(path, Path(scratch), args.timeout, args.save_executed)
             else:
                 ok, detail = run_script(path, Path(scratch), args.timeout)
-        seconds = time.perf_counter() - item_start
+        # wall time depends on machine load; CPU time of the child is the steadier number
+        timing = (
+            f"{time.perf_counter() - item_start:.1f} s wall, "
+            f"{child_cpu_seconds() - cpu_start:.1f} s CPU"
+        )
         name = path.relative_to(HERE).as_posix()
         if ok:
             passed += 1
-            print(f"PASS {name} ({seconds:.1f} s): {detail}", flush=True)
+            print(f"PASS {name} ({timing}): {detail}", flush=True)
         else:
             failed += 1
-            print(f"FAIL {name} ({seconds:.1f} s):\n{detail}", flush=True)
+            print(f"FAIL {name} ({timing}):\n{detail}", flush=True)
     total = time.perf_counter() - started
-    print(f"{passed} passed, {failed} failed ({total:.0f} s)")
+    print(f"{passed} passed, {failed} failed ({total:.0f} s wall, {child_cpu_seconds():.0f} s CPU)")
     return 1 if failed else 0
 
 
