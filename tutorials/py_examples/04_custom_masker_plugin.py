@@ -18,9 +18,11 @@ Run: ``uv run python tutorials/py_examples/04_custom_masker_plugin.py``
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import sys
+import tomllib
 from pathlib import Path
 
 import torch
@@ -32,15 +34,32 @@ from sparse_attention_hub import (
     register_masker,
 )
 
-PACKAGE_SOURCE = Path(__file__).resolve().parent / "custom_masker_package" / "src"
+PACKAGE_DIR = Path(__file__).resolve().parent / "custom_masker_package"
+PACKAGE_SOURCE = PACKAGE_DIR / "src"
+
+
+def declared_maskers() -> dict[str, type]:
+    """The ``sah.maskers`` entry points the package's pyproject declares, resolved the way
+    ``importlib.metadata`` resolves an installed one (``module:attribute``)."""
+    pyproject = tomllib.loads((PACKAGE_DIR / "pyproject.toml").read_text())
+    declared = pyproject["project"]["entry-points"]["sah.maskers"]
+    resolved = {}
+    for name, target in declared.items():
+        module_name, _, attribute = target.partition(":")
+        resolved[name] = getattr(importlib.import_module(module_name), attribute)
+    return resolved
 
 
 def main() -> None:
     sys.path.insert(0, str(PACKAGE_SOURCE))  # stands in for `pip install` in this tutorial
     from sah_example_masker import StridedMasker, StridedMaskerConfig
 
+    entry_points = declared_maskers()
+    print(f"entry points declared in custom_masker_package/pyproject.toml: {entry_points}")
+    assert entry_points == {"strided": StridedMasker}
+
     before = sorted(available_maskers())
-    register_masker(StridedMasker)
+    register_masker(StridedMasker)  # what installing the package does through the entry point
     after = sorted(available_maskers())
     print(f"built-in maskers: {len(before)}; after register_masker: {len(after)}")
     print(f"newly registered: {sorted(set(after) - set(before))}")
