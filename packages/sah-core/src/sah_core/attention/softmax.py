@@ -12,16 +12,13 @@ def softmax_with_sink(logits: torch.Tensor, s_aux: torch.Tensor | None) -> torch
     denominator only. A row with no finite logit and no sink gets all-zero probabilities
     (an output of 0) instead of NaN.
     """
-    row_max = logits.amax(dim=-1, keepdim=True)
-    if s_aux is not None:
-        sink = s_aux.to(device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
-        row_max = torch.maximum(row_max, sink)
-    row_max = torch.where(torch.isfinite(row_max), row_max, torch.zeros_like(row_max))
-    exp = torch.exp(logits - row_max)
-    denom = exp.sum(dim=-1, keepdim=True)
-    if s_aux is not None:
-        denom = denom + torch.exp(sink - row_max)
-    return exp / denom.clamp_min(torch.finfo(logits.dtype).tiny)
+    if s_aux is None:
+        # NaN appears only in rows without any finite logit; those rows attend nothing
+        return torch.softmax(logits, dim=-1).nan_to_num_(0.0)
+    b, h, q, _ = logits.shape
+    sink = s_aux.to(device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
+    with_sink = torch.cat([logits, sink.expand(b, h, q, 1)], dim=-1)
+    return torch.softmax(with_sink, dim=-1)[..., :-1]
 
 
 def apply_dropout(probs: torch.Tensor, dropout: float) -> torch.Tensor:
