@@ -38,6 +38,9 @@ from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
 logger = logging.getLogger(__name__)
 
+#: Calls with more query rows than this never go to the Triton *decode* kernel.
+TRITON_DECODE_MAX_QUERIES = 64
+
 #: Index lists at least this long are sorted before the gather path copies their rows.
 SORT_BEFORE_GATHER_MIN = 512
 
@@ -265,7 +268,9 @@ def _try_triton_decode(
     **call: Any,
 ) -> torch.Tensor | None:
     """The Triton sparse-decode kernel when it applies; None to fall back to torch."""
-    if call["dropout"] > 0.0:
+    if call["dropout"] > 0.0 or queries.shape[2] > TRITON_DECODE_MAX_QUERIES:
+        return None  # prefill-sized calls stay on the chunked torch path
+    if keys.dtype != queries.dtype or values.dtype != queries.dtype:
         return None
     if weights is None:
         weights = (indices >= 0).to(queries.dtype)
