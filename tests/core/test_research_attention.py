@@ -8,6 +8,8 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import sah_core.attention.index_form as index_attention_module
 from sah_core import (
@@ -425,3 +427,50 @@ def test_causality_future_keys_do_not_change_outputs(helpers, stack) -> None:
     out2, _ = attention.custom_attention(None, q, k2, v2, am, SCALE, layer_idx=0)
     # sampling stacks too: their draws depend on the seed and the allowed keys only
     assert torch.allclose(out[:, :cut], out2[:, :cut], atol=1e-6)
+
+
+DETERMINISTIC_CHOICES = [
+    lambda n: SinkMaskerConfig(n % 5),
+    lambda n: LocalMaskerConfig(1 + n % 6),
+    lambda n: OracleTopKConfig(1 + n % 7),
+    lambda n: OracleTopPMaskerConfig(0.3 + (n % 6) / 10),
+    lambda n: CausalMaskerConfig(),
+]
+SAMPLING_CHOICES = [
+    lambda n: RandomSamplingMaskerConfig(0.2 + (n % 5) / 10),
+    lambda n: AdaptiveSamplingMaskerConfig(0.1 + (n % 3) / 10, 0.2, 0.2, n % 3, n % 2),
+]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    picks=st.lists(st.tuples(st.integers(0, 4), st.integers(0, 50)), min_size=1, max_size=3),
+    sampling=st.one_of(st.none(), st.tuples(st.integers(0, 1), st.integers(0, 50))),
+    hkv=st.sampled_from([1, 2, 4]),
+    nq=st.integers(1, 6),
+    extra_keys=st.integers(0, 12),
+    chunk=st.sampled_from([None, 1, 4]),
+    seed=st.integers(0, 100),
+)
+def test_random_stacks_match_naive_reference(
+    helpers, picks, sampling, hkv, nq, extra_keys, chunk, seed
+) -> None:
+    configs = [DETERMINISTIC_CHOICES[i](n) for i, n in picks]
+    if sampling is not None:
+        position = seed % (len(configs) + 1)
+        configs.insert(position, SAMPLING_CHOICES[sampling[0]](sampling[1]))
+    nk = nq + extra_keys
+    q, k, v = helpers.make_qkv(b=1, hq=4, hkv=hkv, q=nq, k=nk, seed=seed)
+    am = helpers.causal_additive(1, nq, nk)
+    attention = ResearchAttention.create_from_config(
+        ResearchAttentionConfig(configs), query_chunk_size=chunk
+    )
+    torch.manual_seed(seed)
+    mask = attention.compute_mask(q, k, v, am, SCALE, {}, 0)
+    torch.manual_seed(seed)
+    out, _ = attention.custom_attention(None, q, k, v, am, SCALE, 0.0, {}, layer_idx=0)
+    dense = mask.get_dense_mask()
+    assert bool(((dense >= 0) & (dense <= 1)).all())
+    weight_mask = None if mask.representation in ("empty", "full") else dense
+    expected = helpers.naive_attention(q, k, v, weight_mask, SCALE, am)
+    assert torch.allclose(out.transpose(1, 2).double(), expected, atol=1e-5)
