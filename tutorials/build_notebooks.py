@@ -310,7 +310,8 @@ for layer in range(layers):
                 torch.randn(heads, fan_in, fan_out, generator=generator) / fan_in**0.5
             )
             tensors[f"layer.{layer}.{side}.{j}.bias"] = torch.zeros(heads, fan_out)
-work_dir = Path(tempfile.mkdtemp())
+scratch = tempfile.TemporaryDirectory()  # removed in the last cell
+work_dir = Path(scratch.name)
 weight_file = work_dir / "hash_attention_random.safetensors"
 save_file(tensors, str(weight_file))
 print(f"{len(tensors)} tensors, {weight_file.stat().st_size / 1e6:.2f} MB")
@@ -362,6 +363,9 @@ With random weights the recall is roughly what a random choice of 16 keys would 
 Replace `weight_file` with trained HashAttention weights (same tensor names) to get the
 method's real selection. The key codes are cached per layer in the request's
 `sparse_meta_data`, so a decode step hashes only the new key.
+"""),
+    code("""
+scratch.cleanup()  # the weight file and the metrics
 """),
 ]
 
