@@ -62,13 +62,13 @@ def demo(
         "sah_demo_results"
     ),
     requests: Annotated[
-        int, typer.Option("--requests", "-n", min=1, help="Requests per synthetic task.")
-    ] = 2,
+        int, typer.Option("--requests", "-n", min=1, help="Contexts per config (6 questions each).")
+    ] = 1,
     target_tokens: Annotated[
         int, typer.Option("--target-tokens", min=64, help="Context length in model tokens.")
     ] = 2048,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to run.")] = "smollm2-135m",
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on generated tokens.")] = 16,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on generated tokens.")] = 10,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     adapter_factory: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -172,8 +172,9 @@ def run_command(
         options = dict(parse_option(o) for o in bench_option or [])
         models = list(model or settings.get("models") or ["smollm2-135m"])
         configs = parse_configs(config or settings.get("configs") or ["dense"], base)
-        benchmarks = parse_benchmarks(benchmark or settings.get("benchmarks") or ["synthetic"],
-                                      options)  # fmt: skip
+        benchmarks = parse_benchmarks(
+            benchmark or settings.get("benchmarks") or ["synthetic"], options
+        )
         generation_kwargs = dict(settings.get("generation_kwargs") or {})
         if max_new_tokens is not None:
             generation_kwargs["max_new_tokens"] = max_new_tokens

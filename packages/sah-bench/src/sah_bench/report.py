@@ -136,8 +136,13 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         xs, ys = [r["density"] for r in pts], [r["score"] for r in pts]
         ax.scatter(xs, ys, label=model)
         for r in pts:
-            ax.annotate(r["config"], (r["density"], r["score"]), fontsize=8,
-                        xytext=(4, 4), textcoords="offset points")  # fmt: skip
+            ax.annotate(
+                r["config"],
+                (r["density"], r["score"]),
+                fontsize=8,
+                xytext=(4, 4),
+                textcoords="offset points",
+            )
         front = sorted(pareto_front(list(zip(xs, ys, strict=True))), key=lambda i: xs[i])
         ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", alpha=0.6)
     ax.set_xlabel("measured attention density")

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 from sah_bench.benchmarks.base import Benchmark, Scorer
 from sah_bench.scorers import string_match_all
 from sah_bench.synthetic.length import TokenCounter, whitespace_token_count
-from sah_bench.synthetic.tasks import SYNTHETIC_TASKS, generate_row
+from sah_bench.synthetic.tasks import SYNTHETIC_TASKS, generate_rows
 
 MIN_TARGET_TOKENS = 64
 MAX_TARGET_TOKENS = 131_072
@@ -30,6 +30,7 @@ class SyntheticBenchmark(Benchmark):
         num_samples: int = 10,
         seed: int = 0,
         token_counter: TokenCounter | None = None,
+        questions_per_context: int = 1,
     ) -> None:
         super().__init__(data_path)
         if not MIN_TARGET_TOKENS <= int(target_tokens) <= MAX_TARGET_TOKENS:
@@ -43,16 +44,31 @@ class SyntheticBenchmark(Benchmark):
         self.num_samples = int(num_samples)
         self.seed = int(seed)
         self.token_counter = token_counter or whitespace_token_count
+        if int(questions_per_context) < 1:
+            raise ValueError(
+                f"synthetic: questions_per_context must be >= 1, got {questions_per_context}"
+            )
+        self.questions_per_context = int(questions_per_context)
 
     def load_rows(self, subset: str, max_rows: int | None = None) -> list[dict[str, Any]]:
         if self.data_path is not None:
             return super().load_rows(subset, max_rows)
         self.check_subset(subset)
-        n = self.num_samples if max_rows is None else min(self.num_samples, max_rows)
-        return [
-            generate_row(subset, i, self.seed, self.target_tokens, self.token_counter)
-            for i in range(n)
-        ]
+        rows = []
+        for i in range(self.num_samples):
+            rows.extend(
+                generate_rows(
+                    subset,
+                    i,
+                    self.seed,
+                    self.target_tokens,
+                    self.token_counter,
+                    self.questions_per_context,
+                )
+            )
+            if max_rows is not None and len(rows) >= max_rows:
+                return rows[:max_rows]
+        return rows
 
     def scorer(self, subset: str) -> Scorer:
         return string_match_all

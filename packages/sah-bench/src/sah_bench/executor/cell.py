@@ -62,6 +62,7 @@ class CellSpec:
     max_requests: int | None = None
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     micro_metrics: tuple[str, ...] = DEFAULT_MICRO_METRICS
+    request_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
@@ -159,9 +160,12 @@ def run_cell(
         except OSError:
             logger.exception("could not record the error of cell %s", spec.key)
         return CellResult(
-            spec.key, str(cell_dir), "failed", error=message,
+            spec.key,
+            str(cell_dir),
+            "failed",
+            error=message,
             seconds=time.perf_counter() - started,
-        )  # fmt: skip
+        )
     return CellResult(
         spec.key, str(cell_dir), "done", metrics=metrics, seconds=time.perf_counter() - started
     )
@@ -237,7 +241,7 @@ def _answer_group(
     generation_kwargs["max_new_tokens"] = budget
     capture.start()
     t0 = time.perf_counter()
-    response = adapter.process_request(request, generation_kwargs, {})
+    response = adapter.process_request(request, generation_kwargs, dict(spec.request_kwargs))
     wall = time.perf_counter() - t0
     micro = capture.stop()
     predictions = response.response_list

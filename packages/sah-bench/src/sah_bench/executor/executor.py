@@ -71,6 +71,7 @@ class BenchmarkExecutor:
         devices: Sequence[str | int] = ("cpu",),
         max_requests: int | None = None,
         generation_kwargs: Mapping[str, Any] | None = None,
+        request_kwargs: Mapping[str, Any] | None = None,
         progress: bool = True,
         gpus_per_cell: float = 0.0,
         ray_address: str | None = None,
@@ -92,6 +93,7 @@ class BenchmarkExecutor:
         self.devices = [str(d) for d in devices]
         self.max_requests = max_requests
         self.generation_kwargs = dict(generation_kwargs or {})
+        self.request_kwargs = dict(request_kwargs or {})
         self.progress = progress
         self.gpus_per_cell = float(gpus_per_cell)
         self.ray_address = ray_address
@@ -130,6 +132,7 @@ class BenchmarkExecutor:
                                 benchmark_options=dict(bench_spec.options),
                                 max_requests=self.max_requests,
                                 generation_kwargs=dict(self.generation_kwargs),
+                                request_kwargs=dict(self.request_kwargs),
                             )
                         )
         # Cells of one (model, config) run back to back so a worker reuses its adapter.
@@ -278,8 +281,9 @@ class BenchmarkExecutor:
                     error=f"worker process on {device} died (exit code {proc.exitcode})",
                 )
             if len(results) < len(by_key):
-                logger.warning("worker on %s exited (%s); starting a new one", device,
-                               proc.exitcode)  # fmt: skip
+                logger.warning(
+                    "worker on %s exited (%s); starting a new one", device, proc.exitcode
+                )
                 start(slot, device)
 
     @staticmethod

@@ -20,16 +20,33 @@ class ModelLoadError(ValueError):
     """The adapter factory could not build an adapter for a model."""
 
 
+#: The last loaded (model name -> (model, tokenizer)); one entry, so memory stays bounded.
+_LOADED: dict[str, tuple[Any, Any]] = {}
+
+
 def build_hf_adapter(model_name: str, sparse_config: dict[str, Any] | None) -> ModelAdapter:
-    """A ``ModelAdapterHF`` for ``model_name``; dense when ``sparse_config`` is None."""
+    """A ``ModelAdapterHF`` for ``model_name``; dense when ``sparse_config`` is None.
+
+    The loaded weights are kept for the next call with the same model, so the cells of several
+    sparse configs of one model load it once (the previous adapter is closed first by
+    :class:`AdapterCache`, which removes its attention registration from the model).
+    """
     from sah_adapters import ModelAdapterHF
     from sah_core import ResearchAttentionConfig
 
     config = None if sparse_config is None else ResearchAttentionConfig.from_dict(sparse_config)
-    try:
-        return ModelAdapterHF(model_name, sparse_attention_config=config)  # type: ignore[no-any-return]
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"model {model_name!r} could not be loaded: {exc}") from exc
+    if model_name not in _LOADED:
+        _LOADED.clear()
+        try:
+            adapter = ModelAdapterHF(model_name, sparse_attention_config=config)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"model {model_name!r} could not be loaded: {exc}") from exc
+        _LOADED[model_name] = (adapter.model, adapter.tokenizer)
+        return adapter  # type: ignore[no-any-return]
+    model, tokenizer = _LOADED[model_name]
+    return ModelAdapterHF.from_model(  # type: ignore[no-any-return]
+        model, tokenizer, sparse_attention_config=config, model_name=model_name
+    )
 
 
 def resolve_factory(factory: str | Callable[..., ModelAdapter]) -> Callable[..., ModelAdapter]:

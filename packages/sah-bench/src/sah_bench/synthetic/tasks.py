@@ -106,9 +106,14 @@ def niah_single(rng: random.Random, seed: str, count: TokenCounter, target: int)
     question = f"What is the special magic number for {key} mentioned in the text above?"
     prefix = f"The special magic number for {key} mentioned in the text is"
     context = _fit_haystack(
-        seed, [_NEEDLE.format(key=key, value=value)], [rng.random()], question, prefix, count,
+        seed,
+        [_NEEDLE.format(key=key, value=value)],
+        [rng.random()],
+        question,
+        prefix,
+        count,
         target,
-    )  # fmt: skip
+    )
     return _row("niah_single", context, question, prefix, [value], 16)
 
 
@@ -121,18 +126,48 @@ def _distinct_keys(rng: random.Random, n: int) -> list[str]:
     return keys
 
 
-def niah_multikey(
-    rng: random.Random, seed: str, count: TokenCounter, target: int, n_keys: int = 4
-) -> dict[str, Any]:
+def niah_multikey_rows(
+    rng: random.Random,
+    seed: str,
+    count: TokenCounter,
+    target: int,
+    n_questions: int = 1,
+    n_keys: int = 4,
+) -> list[dict[str, Any]]:
+    """Several needles with distinct keys; ``n_questions`` of them are asked, one row each.
+
+    The rows share their context, so the executor asks them as one multi-question request (the
+    context is prefilled once for all of them).
+    """
+    n_keys = max(n_keys, n_questions)
     keys = _distinct_keys(rng, n_keys)
     values = [magic_number(rng) for _ in keys]
-    asked = rng.randrange(n_keys)
-    question = f"What is the special magic number for {keys[asked]} mentioned in the text above?"
-    prefix = f"The special magic number for {keys[asked]} mentioned in the text is"
+    asked = rng.sample(range(n_keys), n_questions)
+    questions = [
+        f"What is the special magic number for {keys[i]} mentioned in the text above?"
+        for i in asked
+    ]
+    prefixes = [f"The special magic number for {keys[i]} mentioned in the text is" for i in asked]
     needles = [_NEEDLE.format(key=k, value=v) for k, v in zip(keys, values, strict=True)]
     depths = [rng.random() for _ in needles]
-    context = _fit_haystack(seed, needles, depths, question, prefix, count, target)
-    return _row("niah_multikey", context, question, prefix, [values[asked]], 16)
+    longest = max(range(n_questions), key=lambda j: len(questions[j]) + len(prefixes[j]))
+    context = _fit_haystack(
+        seed, needles, depths, questions[longest], prefixes[longest], count, target
+    )
+    if n_questions == 1:
+        return [_row("niah_multikey", context, questions[0], prefixes[0], [values[asked[0]]], 16)]
+    # A request has one answer prefix for all its questions, so it must not name the key.
+    shared = "The special magic number is"
+    return [
+        _row("niah_multikey", context, q, shared, [values[i]], 16)
+        for q, i in zip(questions, asked, strict=True)
+    ]
+
+
+def niah_multikey(
+    rng: random.Random, seed: str, count: TokenCounter, target: int
+) -> dict[str, Any]:
+    return niah_multikey_rows(rng, seed, count, target)[0]
 
 
 def niah_multivalue(
@@ -254,13 +289,41 @@ GENERATORS: dict[str, Callable[[random.Random, str, TokenCounter, int], dict[str
 }
 
 
+def generate_rows(
+    task: str,
+    index: int,
+    seed: int,
+    target_tokens: int,
+    count: TokenCounter,
+    questions_per_context: int = 1,
+) -> list[dict[str, Any]]:
+    """The rows of sample ``index`` of ``task``; deterministic in all arguments.
+
+    ``questions_per_context`` > 1 asks several needles of one ``niah_multikey`` context (rows
+    sharing the context); the other tasks always ask one question.
+    """
+    if task not in GENERATORS:
+        raise ValueError(f"synthetic: unknown task {task!r}; allowed: {list(SYNTHETIC_TASKS)}")
+    if questions_per_context < 1:
+        raise ValueError(
+            f"synthetic: questions_per_context must be >= 1, got {questions_per_context}"
+        )
+    key = f"{seed}/{task}/{index}/{target_tokens}"
+    rng = random.Random(key)
+    if task == "niah_multikey" and questions_per_context > 1:
+        key += f"/q{questions_per_context}"
+        rows = niah_multikey_rows(
+            random.Random(key), key, count, target_tokens, questions_per_context
+        )
+    else:
+        rows = [GENERATORS[task](rng, key, count, target_tokens)]
+    for row in rows:
+        row["target_tokens"] = target_tokens
+    return rows
+
+
 def generate_row(
     task: str, index: int, seed: int, target_tokens: int, count: TokenCounter
 ) -> dict[str, Any]:
-    """Row ``index`` of ``task``; deterministic in all arguments."""
-    if task not in GENERATORS:
-        raise ValueError(f"synthetic: unknown task {task!r}; allowed: {list(SYNTHETIC_TASKS)}")
-    key = f"{seed}/{task}/{index}/{target_tokens}"
-    row = GENERATORS[task](random.Random(key), key, count, target_tokens)
-    row["target_tokens"] = target_tokens
-    return row
+    """Row ``index`` of ``task`` (one question); deterministic in all arguments."""
+    return generate_rows(task, index, seed, target_tokens, count)[0]
