@@ -7,7 +7,10 @@ AdaptiveSampling(0.05, eps 0.25, delta 0.25)] vs
 ``scaled_dot_product_attention(q, k, v, enable_gqa=True)``.
 Prefill: Q=K=2048, B=1, H=8, D=64, causal, [Sink(128), OracleTopK(0.05)] vs causal SDPA.
 
-Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 5] [--quick]``.
+Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 7] [--quick]``.
+On a machine shared with other busy processes, prefix ``OMP_WAIT_POLICY=passive``: with the
+default spin-waiting each small op of the sparse path waits for a descheduled second thread
+and the ratios measure the contention instead of the code.
 Times: dense and sparse alternate within each round; the table shows median times and the
 median per-round ratio. Peak memory: peak RSS of one call in a fresh child process (inputs
 resident), as a ratio to dense, plus the growth over the inputs (``--no-memory`` skips it).
