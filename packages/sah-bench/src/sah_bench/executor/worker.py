@@ -49,6 +49,13 @@ def run_cell_with_cache(
     return run_cell(spec, out_dir, adapter, progress=progress, on_request_done=on_request_done)
 
 
+def _exit_if_orphaned(parent_pid: int) -> None:
+    """Stop at once when the parent died (e.g. SIGKILL): a restarted run redoes what is left,
+    and an orphan still writing the same cell would only race it."""
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
 def worker_main(
     device: str,
     factory: str,
@@ -75,7 +82,9 @@ def worker_main(
                 return
             results.put(("started", spec.key, os.getpid()))
             t0 = time.perf_counter()
-            result = run_cell_with_cache(spec, Path(out_dir), cache, progress)
+            result = run_cell_with_cache(
+                spec, Path(out_dir), cache, progress, lambda _: _exit_if_orphaned(parent_pid)
+            )
             if result.status != "skipped":
                 result.seconds = time.perf_counter() - t0
             results.put(("finished", spec.key, result))

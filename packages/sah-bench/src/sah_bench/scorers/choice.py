@@ -13,7 +13,8 @@ from collections.abc import Sequence
 
 _LETTERS = "ABCDEFGHIJ"
 _CORRECT_IS = re.compile(r"The correct answer is \(?([A-J])\)?", re.IGNORECASE)
-_LEADING = re.compile(r"^\s*\(?([A-J])(?:\)|\.|:|\s|$)")
+# "(B)", "B.", "B:", "B)" or a lone "B"; not "I am ..." (a letter followed by a word).
+_LEADING = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])(?:[.:)]|\s*$))")
 _CUES = ("answer is:", "answer:", "answer is", "error is", "is:", "answer")
 
 
@@ -25,14 +26,14 @@ def extract_choice(prediction: str) -> str | None:
         return match.group(1).upper()
     match = _LEADING.match(text)
     if match:
-        return match.group(1).upper()
+        return (match.group(1) or match.group(2)).upper()
     lowered = text.lower()
     for cue in _CUES:
         idx = lowered.find(cue)
         if idx != -1:
             match = _LEADING.match(text[idx + len(cue) :])
             if match:
-                return match.group(1).upper()
+                return (match.group(1) or match.group(2)).upper()
     return None
 
 

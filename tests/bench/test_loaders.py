@@ -1,0 +1,245 @@
+"""Every benchmark loader on tiny fixture files it writes itself (never the network)."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import types
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sah_bench import get_benchmark, group_rows, list_benchmarks
+from sah_bench.rows import COMMON_FIELDS
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return path
+
+
+def assert_common_schema(rows: list[dict[str, Any]]) -> None:
+    assert rows
+    for row in rows:
+        assert set(COMMON_FIELDS) <= set(row)
+        assert isinstance(row["answers"], list)
+        assert row["max_new_tokens"] > 0
+
+
+def test_every_issue_benchmark_is_registered() -> None:
+    expected = {
+        "synthetic", "mock", "longbench", "longbench_v2", "infinitebench", "ruler", "ruler16k",
+        "ruler32k", "zeroscrolls", "loogle", "loft_rag", "aime2024", "aime2025",
+    }  # fmt: skip
+    assert expected <= set(list_benchmarks())
+
+
+def test_unknown_benchmark_and_subset_are_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown benchmark 'nope'"):
+        get_benchmark("nope")
+    with pytest.raises(ValueError, match="unknown subset 'nope'"):
+        get_benchmark("mock").load_rows("nope")
+
+
+def test_longbench_covers_21_tasks_and_e_variants() -> None:
+    bench = get_benchmark("longbench")
+    base = [s for s in bench.subsets if not s.endswith("_e")]
+    assert len(base) == 21
+    assert len(bench.subsets) == 21 + 13
+    assert "repobench-p_e" in bench.subsets
+
+
+def test_longbench_native_records(tmp_path: Path) -> None:
+    trec = {
+        "input": "What is the capital of France?",
+        "context": "Question: How far is it? Type: Number",
+        "answers": ["Location"],
+        "length": 120,
+        "dataset": "trec",
+        "language": "en",
+        "all_classes": ["Location", "Number", "Person"],
+        "_id": "x1",
+    }
+    qasper = {**trec, "input": "What is used?", "context": "We use BERT.", "dataset": "qasper",
+              "answers": ["BERT"], "all_classes": None}  # fmt: skip
+    # Folder form: one file per subset.
+    write_jsonl(tmp_path / "lb" / "trec.jsonl", [trec])
+    bench = get_benchmark("longbench", data_path=tmp_path / "lb")
+    rows = bench.load_rows("trec")
+    assert_common_schema(rows)
+    row = rows[0]
+    assert "How far is it?" in row["context"] and "capital of France" in row["question"]
+    assert row["max_new_tokens"] == 64 and row["all_classes"] == trec["all_classes"]
+    # TREC scores only the first line, with the classification metric.
+    extras = {k: v for k, v in row.items() if k not in COMMON_FIELDS}
+    assert bench.score("trec", "Location\nNumber", row["answers"], **extras) == 1.0
+    # Single-file form: rows are filtered by the record's dataset field.
+    single = write_jsonl(tmp_path / "all.jsonl", [trec, qasper])
+    bench = get_benchmark("longbench", data_path=single)
+    rows = bench.load_rows("qasper")
+    assert len(rows) == 1 and rows[0]["answers"] == ["BERT"]
+    assert bench.score("qasper", "BERT", ["BERT"]) == 1.0
+    assert "all_classes" not in rows[0]
+
+
+def test_longbench_parquet_fixture(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    record = {"input": "", "context": "def f():\n    x = 1\n", "answers": ["    return x"],
+              "length": 10, "dataset": "lcc", "language": "python", "all_classes": None,
+              "_id": "c1"}  # fmt: skip
+    (tmp_path / "lb").mkdir()
+    pq.write_table(pa.Table.from_pylist([record]), tmp_path / "lb" / "lcc.parquet")
+    bench = get_benchmark("longbench", data_path=tmp_path / "lb")
+    row = bench.load_rows("lcc")[0]
+    assert row["context"].endswith("def f():\n    x = 1\n")
+    # Code similarity keeps indentation (no stripping before comparing lines).
+    assert bench.score("lcc", "    return x\n", row["answers"]) == 1.0
+
+
+def test_longbench_v2_slices(tmp_path: Path) -> None:
+    base = {"domain": "d", "sub_domain": "s", "question": "Q?", "choice_A": "a",
+            "choice_B": "b", "choice_C": "c", "choice_D": "d", "context": "doc"}  # fmt: skip
+    records = [
+        {**base, "_id": "1", "difficulty": "easy", "length": "short", "answer": "B"},
+        {**base, "_id": "2", "difficulty": "hard", "length": "long", "answer": "C"},
+    ]
+    path = write_jsonl(tmp_path / "v2.jsonl", records)
+    bench = get_benchmark("longbench_v2", data_path=path)
+    assert len(bench.load_rows("all")) == 2
+    hard = bench.load_rows("hard")
+    assert len(hard) == 1 and hard[0]["answers"] == ["C"]
+    assert "(D) d" in hard[0]["question"]
+    assert bench.score("hard", "The correct answer is (C)", ["C"]) == 1.0
+    assert [r["answers"] for r in bench.load_rows("short")] == [["B"]]
+
+
+def test_infinitebench_choice_and_retrieval(tmp_path: Path) -> None:
+    choice = {"id": 1, "context": "a long book", "input": "Who?", "answer": ["Bob"],
+              "options": ["Ann", "Bob", "Cy", "Di"]}  # fmt: skip
+    write_jsonl(tmp_path / "ib" / "longbook_choice_eng.jsonl", [choice])
+    passkey = {"id": 2, "context": "noise 12345 noise", "input": "What is the pass key?",
+               "answer": ["12345"], "options": []}  # fmt: skip
+    write_jsonl(tmp_path / "ib" / "passkey.jsonl", [passkey])
+    bench = get_benchmark("infinitebench", data_path=tmp_path / "ib")
+    assert len(bench.subsets) == 9
+    row = bench.load_rows("longbook_choice_eng")[0]
+    assert "B. Bob" in row["question"] and row["options"] == choice["options"]
+    assert bench.score("longbook_choice_eng", "B", row["answers"], options=row["options"]) == 1
+    assert bench.score("longbook_choice_eng", "A", row["answers"], options=row["options"]) == 0
+    row = bench.load_rows("passkey")[0]
+    assert bench.score("passkey", " 12345.", row["answers"]) == 1.0
+
+
+def test_ruler_common_schema_and_metric_choice(tmp_path: Path) -> None:
+    rows = [
+        {"context": "c1", "question": "q", "answer_prefix": "A:", "answer": ["1", "2"],
+         "task": "niah_multivalue", "max_new_tokens": 64},
+        {"context": "c2", "question": "q", "answer_prefix": "A:", "answer": ["x", "y"],
+         "task": "qa_1", "max_new_tokens": 32},
+    ]  # fmt: skip
+    path = write_jsonl(tmp_path / "ruler.jsonl", rows)
+    bench = get_benchmark("ruler", data_path=path)
+    assert len(bench.subsets) == 13
+    mv = bench.load_rows("niah_multivalue")
+    assert len(mv) == 1 and mv[0]["answers"] == ["1", "2"]
+    assert bench.score("niah_multivalue", "1 only", ["1", "2"]) == 0.5  # string_match_all
+    assert bench.score("qa_1", "x only", ["x", "y"]) == 1.0  # string_match_part
+    assert get_benchmark("ruler32k").context_length == 32768
+    with pytest.raises(ValueError, match="context_length"):
+        get_benchmark("ruler", context_length=1000)
+
+
+def test_zeroscrolls_has_length_statistics_only(tmp_path: Path) -> None:
+    text = "DOCUMENT TEXT. Question: what?"
+    record = {"id": "z", "pid": "p", "input": text, "output": None,
+              "query_start_index": text.index("Question")}  # fmt: skip
+    write_jsonl(tmp_path / "zs" / "qasper.jsonl", [record])
+    bench = get_benchmark("zeroscrolls", data_path=tmp_path / "zs")
+    row = bench.load_rows("qasper")[0]
+    assert row["context"] == "DOCUMENT TEXT. " and row["question"] == "Question: what?"
+    assert row["answers"] == []
+    assert math.isnan(bench.score("qasper", "anything", []))
+    stats = bench.aggregate("qasper", [{"score": math.nan, "prediction": "two words"},
+                                       {"score": math.nan, "prediction": ""}])  # fmt: skip
+    assert stats["score"] is None and stats["prediction_words_mean"] == 1.0
+    assert stats["empty_predictions"] == 1
+
+
+def test_loogle_and_loft(tmp_path: Path) -> None:
+    loogle = {"context": "doc", "question": "q", "answer_prefix": "Answer:",
+              "answer": "the cat sat", "task": "longdep_qa", "max_new_tokens": 32}  # fmt: skip
+    write_jsonl(tmp_path / "lg" / "longdep_qa.jsonl", [loogle])
+    bench = get_benchmark("loogle", data_path=tmp_path / "lg")
+    row = bench.load_rows("longdep_qa")[0]
+    assert row["answers"] == ["the cat sat"]
+    assert bench.score("longdep_qa", "the cat sat", row["answers"]) == pytest.approx(1.0)
+
+    loft = {"context": "corpus", "question": "q", "answer_prefix": "", "answers": ["Paris"],
+            "task": "whatever", "max_new_tokens": 256}  # fmt: skip
+    write_jsonl(tmp_path / "loft" / "nq_32k.jsonl", [loft])
+    write_jsonl(tmp_path / "loft" / "quest_32k.jsonl", [{**loft, "answers": ["A", "B"]}])
+    bench = get_benchmark("loft_rag", data_path=tmp_path / "loft")
+    assert bench.load_rows("nq_32k")[0]["task"] == "nq_32k"
+    assert bench.score("nq_32k", "Final Answer: ['paris']", ["Paris"]) == 1.0
+    assert bench.score("quest_32k", "Final Answer: ['A']", ["A", "B"]) == 0.5
+
+
+def test_aime_native_and_common_forms(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "aime.jsonl", [{"problem": "1+1?", "answer": "2"}])
+    bench = get_benchmark("aime2024", data_path=path)
+    row = bench.load_rows("aime2024")[0]
+    assert "1+1?" in row["context"] and "boxed" in row["question"]
+    assert bench.score("aime2024", r"so \boxed{2}", row["answers"]) == 1.0
+    assert bench.score("aime2024", r"so \boxed{3}", row["answers"]) == 0.0
+    common = {"context": "P", "question": "Q", "answer_prefix": "", "answer": 7,
+              "task": "x", "max_new_tokens": 100}  # fmt: skip
+    bench = get_benchmark("aime2025", data_path=write_jsonl(tmp_path / "a25.jsonl", [common]))
+    assert bench.load_rows("aime2025")[0]["answers"] == ["7"]
+
+
+def test_mock_groups_questions_by_context() -> None:
+    bench = get_benchmark("mock")
+    rows = bench.load_rows("reading_comprehension")
+    groups = group_rows(rows)
+    assert [len(g.rows) for g in groups] == [3, 3, 2]
+    request = groups[0].to_request()
+    assert request.is_batched and len(request.question_list) == 3
+    assert bench.score("reading_comprehension", "It was 1874.", ["1874"]) == 1.0
+
+
+def test_malformed_rows_name_the_field(tmp_path: Path) -> None:
+    bad = {"context": "c", "question": "q", "answer_prefix": "", "answers": ["a"],
+           "task": "qa_1", "max_new_tokens": "lots"}  # fmt: skip
+    bench = get_benchmark("ruler", data_path=write_jsonl(tmp_path / "r.jsonl", [bad]))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        bench.load_rows("qa_1")
+    missing = {k: v for k, v in bad.items() if k != "question"}
+    bench = get_benchmark("ruler", data_path=write_jsonl(tmp_path / "m.jsonl", [missing]))
+    with pytest.raises(ValueError, match="question"):
+        bench.load_rows("qa_1")
+    with pytest.raises(ValueError, match="does not exist"):
+        get_benchmark("ruler", data_path=tmp_path / "missing.jsonl")
+
+
+def test_hub_loading_uses_the_dataset_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_load_dataset(path: str, name: Any = None, split: Any = None) -> list[dict]:
+        calls.append((path, name, split))
+        return [{"input": "q", "context": "c", "answers": ["a"], "dataset": "hotpotqa",
+                 "length": 1, "all_classes": None}]  # fmt: skip
+
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = fake_load_dataset  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    rows = get_benchmark("longbench").load_rows("hotpotqa")
+    assert calls == [("Xnhyacinth/LongBench", "hotpotqa", "test")]
+    assert rows[0]["answers"] == ["a"]
+    calls.clear()
+    get_benchmark("infinitebench").hub_records("passkey")
+    assert calls == [("MaxJeblick/InfiniteBench", None, "passkey")]
