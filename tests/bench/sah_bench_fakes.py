@@ -61,10 +61,13 @@ class FakeAdapter(ModelAdapter):
         answers = [self._answer(request.context, q) for q in request.question_list]
         density = 1.0 if self.sparse_config is None else self.sparse_config.get("density", 1.0)
         self.last_request_micro_metrics = [
-            {"metric": "research_attention_density", "value": density * (1 + layer) / 2,
-             "layer_idx": layer}
+            {
+                "metric": "research_attention_density",
+                "value": density * (1 + layer) / 2,
+                "layer_idx": layer,
+            }
             for layer in range(2)
-        ]  # fmt: skip
+        ]
         log = os.environ.get("SAH_FAKE_CALL_LOG")
         if log:
             with open(log, "a", encoding="utf-8") as fh:

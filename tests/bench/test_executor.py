@@ -30,8 +30,14 @@ def test_results_layout_and_scores(tmp_path: Path, fake_factory: str) -> None:
     results = make(tmp_path, fake_factory).run(["fake-oracle"], CONFIGS, [SYNTH])
     assert [r.status for r in results] == ["done"] * 4
     cell = tmp_path / "fake-oracle" / "keep1" / "synthetic_niah_multivalue"
-    for name in ("raw_results.parquet", "raw_results.csv", "metrics.json", "config.json",
-                 "micro_metrics.jsonl", COMPLETE_MARKER):  # fmt: skip
+    for name in (
+        "raw_results.parquet",
+        "raw_results.csv",
+        "metrics.json",
+        "config.json",
+        "micro_metrics.jsonl",
+        COMPLETE_MARKER,
+    ):
         assert (cell / name).is_file(), name
     assert not (cell / PROGRESS_LOG).exists()
     frame = pd.read_parquet(cell / "raw_results.parquet")
@@ -43,8 +49,9 @@ def test_results_layout_and_scores(tmp_path: Path, fake_factory: str) -> None:
     # Fake densities: layer l reports density * (1 + l) / 2 -> 0.25 and 0.5, mean 0.375.
     assert metrics["density"] == pytest.approx(0.375)
     assert metrics["per_layer_density"] == {"0": pytest.approx(0.25), "1": pytest.approx(0.5)}
-    dense = json.loads((tmp_path / "fake-oracle/dense/synthetic_niah_single/metrics.json")
-                       .read_text())  # fmt: skip
+    dense = json.loads(
+        (tmp_path / "fake-oracle/dense/synthetic_niah_single/metrics.json").read_text()
+    )
     assert dense["score"] == 1.0
     config = json.loads((cell / "config.json").read_text())
     assert config["sparse_config"] == CONFIGS["keep1"] and config["subset"] == "niah_multivalue"
@@ -82,13 +89,15 @@ def test_rerun_skips_complete_cells_and_redoes_changed_ones(
         ["fake-oracle"], CONFIGS, [SYNTH]
     )
     assert {r.status for r in changed} == {"done"}
-    frame = pd.read_parquet(tmp_path / "out/fake-oracle/dense/synthetic_niah_single"
-                            / "raw_results.parquet")  # fmt: skip
+    frame = pd.read_parquet(
+        tmp_path / "out/fake-oracle/dense/synthetic_niah_single" / "raw_results.parquet"
+    )
     assert len(frame) == 2
 
 
-def test_partial_cell_resumes_from_its_progress_log(tmp_path: Path, fake_factory: str,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_partial_cell_resumes_from_its_progress_log(
+    tmp_path: Path, fake_factory: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     executor = make(tmp_path / "out", fake_factory)
     cells = executor.plan(["fake-oracle"], {"dense": None}, [SYNTH])[:1]
     reference = make(tmp_path / "ref", fake_factory).run_cells(cells)[0]
@@ -104,8 +113,9 @@ def test_partial_cell_resumes_from_its_progress_log(tmp_path: Path, fake_factory
     def stop(_: str) -> None:
         raise KeyboardInterrupt
 
-    result = cell_module.run_cell(cells[0], tmp_path / "out", _fake("fake-oracle"),
-                                  progress=False, on_request_done=stop)  # fmt: skip
+    result = cell_module.run_cell(
+        cells[0], tmp_path / "out", _fake("fake-oracle"), progress=False, on_request_done=stop
+    )
     assert result.status == "interrupted"
     assert len(read_progress(cell_dir, fingerprint)) == 1
     with (cell_dir / PROGRESS_LOG).open("a") as fh:
@@ -159,6 +169,7 @@ def test_local_backend_runs_cells_in_worker_processes(tmp_path: Path, fake_facto
     assert len(statuses) == 8
     assert all(s == "done" for k, s in statuses.items() if k.startswith("fake-oracle"))
     assert all(s == "failed" for k, s in statuses.items() if k.startswith("fake-fail"))
-    metrics = json.loads((tmp_path / "fake-oracle/dense/synthetic_niah_multivalue/metrics.json")
-                         .read_text())  # fmt: skip
+    metrics = json.loads(
+        (tmp_path / "fake-oracle/dense/synthetic_niah_multivalue/metrics.json").read_text()
+    )
     assert metrics["score"] == 1.0

@@ -46,8 +46,10 @@ def _progress_lines(out: Path) -> int:
 def _run(script: Path, out: Path, backend: str, tests_dir: Path, env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, str(script), str(out), backend, str(tests_dir)],
-        env=env, check=True, timeout=180,
-    )  # fmt: skip
+        env=env,
+        check=True,
+        timeout=180,
+    )
 
 
 @pytest.mark.parametrize("backend", ["inline", "local"])

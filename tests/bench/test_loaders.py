@@ -31,9 +31,20 @@ def assert_common_schema(rows: list[dict[str, Any]]) -> None:
 
 def test_every_issue_benchmark_is_registered() -> None:
     expected = {
-        "synthetic", "mock", "longbench", "longbench_v2", "infinitebench", "ruler", "ruler16k",
-        "ruler32k", "zeroscrolls", "loogle", "loft_rag", "aime2024", "aime2025",
-    }  # fmt: skip
+        "synthetic",
+        "mock",
+        "longbench",
+        "longbench_v2",
+        "infinitebench",
+        "ruler",
+        "ruler16k",
+        "ruler32k",
+        "zeroscrolls",
+        "loogle",
+        "loft_rag",
+        "aime2024",
+        "aime2025",
+    }
     assert expected <= set(list_benchmarks())
 
 
@@ -63,8 +74,14 @@ def test_longbench_native_records(tmp_path: Path) -> None:
         "all_classes": ["Location", "Number", "Person"],
         "_id": "x1",
     }
-    qasper = {**trec, "input": "What is used?", "context": "We use BERT.", "dataset": "qasper",
-              "answers": ["BERT"], "all_classes": None}  # fmt: skip
+    qasper = {
+        **trec,
+        "input": "What is used?",
+        "context": "We use BERT.",
+        "dataset": "qasper",
+        "answers": ["BERT"],
+        "all_classes": None,
+    }
     # Folder form: one file per subset.
     write_jsonl(tmp_path / "lb" / "trec.jsonl", [trec])
     bench = get_benchmark("longbench", data_path=tmp_path / "lb")
@@ -89,9 +106,16 @@ def test_longbench_parquet_fixture(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    record = {"input": "", "context": "def f():\n    x = 1\n", "answers": ["    return x"],
-              "length": 10, "dataset": "lcc", "language": "python", "all_classes": None,
-              "_id": "c1"}  # fmt: skip
+    record = {
+        "input": "",
+        "context": "def f():\n    x = 1\n",
+        "answers": ["    return x"],
+        "length": 10,
+        "dataset": "lcc",
+        "language": "python",
+        "all_classes": None,
+        "_id": "c1",
+    }
     (tmp_path / "lb").mkdir()
     pq.write_table(pa.Table.from_pylist([record]), tmp_path / "lb" / "lcc.parquet")
     bench = get_benchmark("longbench", data_path=tmp_path / "lb")
@@ -102,8 +126,16 @@ def test_longbench_parquet_fixture(tmp_path: Path) -> None:
 
 
 def test_longbench_v2_slices(tmp_path: Path) -> None:
-    base = {"domain": "d", "sub_domain": "s", "question": "Q?", "choice_A": "a",
-            "choice_B": "b", "choice_C": "c", "choice_D": "d", "context": "doc"}  # fmt: skip
+    base = {
+        "domain": "d",
+        "sub_domain": "s",
+        "question": "Q?",
+        "choice_A": "a",
+        "choice_B": "b",
+        "choice_C": "c",
+        "choice_D": "d",
+        "context": "doc",
+    }
     records = [
         {**base, "_id": "1", "difficulty": "easy", "length": "short", "answer": "B"},
         {**base, "_id": "2", "difficulty": "hard", "length": "long", "answer": "C"},
@@ -119,11 +151,21 @@ def test_longbench_v2_slices(tmp_path: Path) -> None:
 
 
 def test_infinitebench_choice_and_retrieval(tmp_path: Path) -> None:
-    choice = {"id": 1, "context": "a long book", "input": "Who?", "answer": ["Bob"],
-              "options": ["Ann", "Bob", "Cy", "Di"]}  # fmt: skip
+    choice = {
+        "id": 1,
+        "context": "a long book",
+        "input": "Who?",
+        "answer": ["Bob"],
+        "options": ["Ann", "Bob", "Cy", "Di"],
+    }
     write_jsonl(tmp_path / "ib" / "longbook_choice_eng.jsonl", [choice])
-    passkey = {"id": 2, "context": "noise 12345 noise", "input": "What is the pass key?",
-               "answer": ["12345"], "options": []}  # fmt: skip
+    passkey = {
+        "id": 2,
+        "context": "noise 12345 noise",
+        "input": "What is the pass key?",
+        "answer": ["12345"],
+        "options": [],
+    }
     write_jsonl(tmp_path / "ib" / "passkey.jsonl", [passkey])
     bench = get_benchmark("infinitebench", data_path=tmp_path / "ib")
     assert len(bench.subsets) == 9
@@ -137,11 +179,23 @@ def test_infinitebench_choice_and_retrieval(tmp_path: Path) -> None:
 
 def test_ruler_common_schema_and_metric_choice(tmp_path: Path) -> None:
     rows = [
-        {"context": "c1", "question": "q", "answer_prefix": "A:", "answer": ["1", "2"],
-         "task": "niah_multivalue", "max_new_tokens": 64},
-        {"context": "c2", "question": "q", "answer_prefix": "A:", "answer": ["x", "y"],
-         "task": "qa_1", "max_new_tokens": 32},
-    ]  # fmt: skip
+        {
+            "context": "c1",
+            "question": "q",
+            "answer_prefix": "A:",
+            "answer": ["1", "2"],
+            "task": "niah_multivalue",
+            "max_new_tokens": 64,
+        },
+        {
+            "context": "c2",
+            "question": "q",
+            "answer_prefix": "A:",
+            "answer": ["x", "y"],
+            "task": "qa_1",
+            "max_new_tokens": 32,
+        },
+    ]
     path = write_jsonl(tmp_path / "ruler.jsonl", rows)
     bench = get_benchmark("ruler", data_path=path)
     assert len(bench.subsets) == 13
@@ -156,31 +210,50 @@ def test_ruler_common_schema_and_metric_choice(tmp_path: Path) -> None:
 
 def test_zeroscrolls_has_length_statistics_only(tmp_path: Path) -> None:
     text = "DOCUMENT TEXT. Question: what?"
-    record = {"id": "z", "pid": "p", "input": text, "output": None,
-              "query_start_index": text.index("Question")}  # fmt: skip
+    record = {
+        "id": "z",
+        "pid": "p",
+        "input": text,
+        "output": None,
+        "query_start_index": text.index("Question"),
+    }
     write_jsonl(tmp_path / "zs" / "qasper.jsonl", [record])
     bench = get_benchmark("zeroscrolls", data_path=tmp_path / "zs")
     row = bench.load_rows("qasper")[0]
     assert row["context"] == "DOCUMENT TEXT. " and row["question"] == "Question: what?"
     assert row["answers"] == []
     assert math.isnan(bench.score("qasper", "anything", []))
-    stats = bench.aggregate("qasper", [{"score": math.nan, "prediction": "two words"},
-                                       {"score": math.nan, "prediction": ""}])  # fmt: skip
+    stats = bench.aggregate(
+        "qasper",
+        [{"score": math.nan, "prediction": "two words"}, {"score": math.nan, "prediction": ""}],
+    )
     assert stats["score"] is None and stats["prediction_words_mean"] == 1.0
     assert stats["empty_predictions"] == 1
 
 
 def test_loogle_and_loft(tmp_path: Path) -> None:
-    loogle = {"context": "doc", "question": "q", "answer_prefix": "Answer:",
-              "answer": "the cat sat", "task": "longdep_qa", "max_new_tokens": 32}  # fmt: skip
+    loogle = {
+        "context": "doc",
+        "question": "q",
+        "answer_prefix": "Answer:",
+        "answer": "the cat sat",
+        "task": "longdep_qa",
+        "max_new_tokens": 32,
+    }
     write_jsonl(tmp_path / "lg" / "longdep_qa.jsonl", [loogle])
     bench = get_benchmark("loogle", data_path=tmp_path / "lg")
     row = bench.load_rows("longdep_qa")[0]
     assert row["answers"] == ["the cat sat"]
     assert bench.score("longdep_qa", "the cat sat", row["answers"]) == pytest.approx(1.0)
 
-    loft = {"context": "corpus", "question": "q", "answer_prefix": "", "answers": ["Paris"],
-            "task": "whatever", "max_new_tokens": 256}  # fmt: skip
+    loft = {
+        "context": "corpus",
+        "question": "q",
+        "answer_prefix": "",
+        "answers": ["Paris"],
+        "task": "whatever",
+        "max_new_tokens": 256,
+    }
     write_jsonl(tmp_path / "loft" / "nq_32k.jsonl", [loft])
     write_jsonl(tmp_path / "loft" / "quest_32k.jsonl", [{**loft, "answers": ["A", "B"]}])
     bench = get_benchmark("loft_rag", data_path=tmp_path / "loft")
@@ -196,8 +269,14 @@ def test_aime_native_and_common_forms(tmp_path: Path) -> None:
     assert "1+1?" in row["context"] and "boxed" in row["question"]
     assert bench.score("aime2024", r"so \boxed{2}", row["answers"]) == 1.0
     assert bench.score("aime2024", r"so \boxed{3}", row["answers"]) == 0.0
-    common = {"context": "P", "question": "Q", "answer_prefix": "", "answer": 7,
-              "task": "x", "max_new_tokens": 100}  # fmt: skip
+    common = {
+        "context": "P",
+        "question": "Q",
+        "answer_prefix": "",
+        "answer": 7,
+        "task": "x",
+        "max_new_tokens": 100,
+    }
     bench = get_benchmark("aime2025", data_path=write_jsonl(tmp_path / "a25.jsonl", [common]))
     assert bench.load_rows("aime2025")[0]["answers"] == ["7"]
 
@@ -213,8 +292,14 @@ def test_mock_groups_questions_by_context() -> None:
 
 
 def test_malformed_rows_name_the_field(tmp_path: Path) -> None:
-    bad = {"context": "c", "question": "q", "answer_prefix": "", "answers": ["a"],
-           "task": "qa_1", "max_new_tokens": "lots"}  # fmt: skip
+    bad = {
+        "context": "c",
+        "question": "q",
+        "answer_prefix": "",
+        "answers": ["a"],
+        "task": "qa_1",
+        "max_new_tokens": "lots",
+    }
     bench = get_benchmark("ruler", data_path=write_jsonl(tmp_path / "r.jsonl", [bad]))
     with pytest.raises(ValueError, match="max_new_tokens"):
         bench.load_rows("qa_1")
@@ -231,8 +316,16 @@ def test_hub_loading_uses_the_dataset_id(monkeypatch: pytest.MonkeyPatch) -> Non
 
     def fake_load_dataset(path: str, name: Any = None, split: Any = None) -> list[dict]:
         calls.append((path, name, split))
-        return [{"input": "q", "context": "c", "answers": ["a"], "dataset": "hotpotqa",
-                 "length": 1, "all_classes": None}]  # fmt: skip
+        return [
+            {
+                "input": "q",
+                "context": "c",
+                "answers": ["a"],
+                "dataset": "hotpotqa",
+                "length": 1,
+                "all_classes": None,
+            }
+        ]
 
     fake = types.ModuleType("datasets")
     fake.load_dataset = fake_load_dataset  # type: ignore[attr-defined]
