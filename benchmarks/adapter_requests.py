@@ -59,13 +59,18 @@ def build_context(tokenizer: Any, target_tokens: int) -> tuple[str, list[str]]:
     return "".join(sentences), questions
 
 
-def best_of(repeats: int, run: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        best = min(best, time.perf_counter() - start)
-    return best, result
+def interleaved_best(repeats: int, runs: dict[str, Callable[[], Any]]) -> dict[str, float]:
+    """Best time of each run over ``repeats`` rounds; every round runs each once, in turn,
+    so a burst of outside load hits all of them alike rather than one block."""
+    best = dict.fromkeys(runs, float("inf"))
+    for round_index in range(repeats):
+        for label, run in runs.items():
+            start = time.perf_counter()
+            run()
+            elapsed = time.perf_counter() - start
+            print(f"  round {round_index + 1} {label}: {elapsed:.2f} s", flush=True)
+            best[label] = min(best[label], elapsed)
+    return best
 
 
 def main() -> None:
@@ -85,45 +90,54 @@ def main() -> None:
     adapter.process_request(Request(context, questions[:2]), gen)  # warm-up
     context_tokens = adapter.last_request_stats.context_tokens
 
-    # 1. Many questions in one request vs one question per request.
-    t_single, _ = best_of(
-        args.repeats, lambda: [adapter.process_request(Request(context, q), gen) for q in questions]
-    )
-    t_batched, _ = best_of(
-        args.repeats,
-        lambda: adapter.process_request(
-            Request(context, questions), gen, {"batch_size": NUM_QUESTIONS}
-        ),
-    )
-    t_sequential, _ = best_of(
-        args.repeats, lambda: adapter.process_request(Request(context, questions), gen)
-    )
-
-    # 2. Dense adapter vs model.generate on the same prompt (same ids, greedy, same length).
-    long_gen = {"max_new_tokens": 64, "eos_token_id": []}
-    request = Request(context, questions[0])
-    t_adapter, _ = best_of(args.repeats, lambda: adapter.process_request(request, long_gen))
-    adapter_tokens = adapter.last_request_stats.generated_tokens[0]
-    # Rebuild exactly the ids the adapter ran (context part + question part).
+    # Rebuild exactly the ids the adapter runs for question 0 (context part + question part),
+    # for model.generate on the same prompt.
     template = build_template(tokenizer, context, has_chat_template(tokenizer))
     ids = encode_context(tokenizer, template) + encode_question(
         tokenizer, question_text(template, questions[0], "")
     )
     input_ids = torch.tensor([ids], device=next(model.parameters()).device)
+    long_new = 64
+    generated: dict[str, int] = {}
 
-    def plain_generate() -> Any:
+    def plain_generate() -> None:
         with torch.no_grad():
-            return model.generate(
+            out = model.generate(
                 input_ids=input_ids,
                 attention_mask=torch.ones_like(input_ids),
-                max_new_tokens=64,
-                min_new_tokens=64,
+                max_new_tokens=long_new,
+                min_new_tokens=long_new,  # same length as the adapter's run (EOS off there)
                 do_sample=False,
                 pad_token_id=tokenizer.pad_token_id or 0,
             )
+        generated["generate"] = out.shape[1] - input_ids.shape[1]
 
-    t_generate, out = best_of(args.repeats, plain_generate)
-    generate_tokens = out.shape[1] - input_ids.shape[1]
+    def dense_adapter() -> None:
+        adapter.process_request(
+            Request(context, questions[0]), {"max_new_tokens": long_new, "eos_token_id": []}
+        )
+        generated["adapter"] = adapter.last_request_stats.generated_tokens[0]
+
+    best = interleaved_best(
+        args.repeats,
+        {
+            # 1. Many questions in one request vs one question per request.
+            "8 single-question requests": lambda: [
+                adapter.process_request(Request(context, q), gen) for q in questions
+            ],
+            "1 request, batch 8": lambda: adapter.process_request(
+                Request(context, questions), gen, {"batch_size": NUM_QUESTIONS}
+            ),
+            "1 request, batch 1": lambda: adapter.process_request(Request(context, questions), gen),
+            # 2. Dense adapter vs model.generate on the same prompt (greedy, same length).
+            "dense adapter": dense_adapter,
+            "model.generate": plain_generate,
+        },
+    )
+    t_single, t_batched = best["8 single-question requests"], best["1 request, batch 8"]
+    t_sequential = best["1 request, batch 1"]
+    t_adapter, t_generate = best["dense adapter"], best["model.generate"]
+    adapter_tokens, generate_tokens = generated["adapter"], generated["generate"]
     adapter_tps, generate_tps = adapter_tokens / t_adapter, generate_tokens / t_generate
 
     results = {
