@@ -63,3 +63,17 @@ def test_reexports_are_the_same_objects() -> None:
     assert importlib.import_module("sparse_attention_hub").RequestResponse is (
         sah_protocol.RequestResponse
     )
+
+
+def test_star_import_brings_every_public_name() -> None:
+    namespace: dict[str, object] = {}
+    exec("from sparse_attention_hub import *", namespace)
+    for name in (
+        "ModelAdapterHF",
+        "Request",
+        "ResearchAttentionConfig",
+        "SinkMaskerConfig",
+        "Mask",
+    ):
+        assert name in namespace, name
+    assert not any(n in namespace for n in sparse_attention_hub.REMOVED_NAMES)

@@ -10,15 +10,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sah_protocol import (
-    ModelAdapter,
-    ModelHubAdapterInterface,
-    Request,
-    RequestResponse,
-    ResultRecord,
-    SparseAttentionAdapterInterface,
-)
-
 __version__ = "0.1.0"
 
 #: Names of the old API and what replaces them.
@@ -33,10 +24,21 @@ REMOVED_NAMES: dict[str, str] = {
 }
 
 # Modules searched, in order, for a public name that is not defined here.
-_PROVIDERS = ("sah_core", "sah_core.maskers", "sah_adapters", "sah_bench")
+_PROVIDERS = ("sah_protocol", "sah_core", "sah_core.maskers", "sah_adapters", "sah_bench")
+
+
+def _public_names() -> list[str]:
+    names = set(_OWN_NAMES)
+    for module_name in _PROVIDERS:
+        names.update(getattr(importlib.import_module(module_name), "__all__", ()))
+    return sorted(names)
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        # Computed on first use (``from sparse_attention_hub import *``): it needs the heavy
+        # packages imported, which a plain ``import sparse_attention_hub`` must not do.
+        return _public_names()
     if name in REMOVED_NAMES:
         raise ImportError(
             f"sparse_attention_hub.{name} was removed from the API: {REMOVED_NAMES[name]}. "
@@ -54,19 +56,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    names = set(globals())
-    for module_name in _PROVIDERS:
-        module = importlib.import_module(module_name)
-        names.update(getattr(module, "__all__", ()))
-    return sorted(names)
+    return sorted(set(globals()) | set(_public_names()))
 
 
-__all__ = [
-    "REMOVED_NAMES",
-    "ModelAdapter",
-    "ModelHubAdapterInterface",
-    "Request",
-    "RequestResponse",
-    "ResultRecord",
-    "SparseAttentionAdapterInterface",
-]
+_OWN_NAMES = ["REMOVED_NAMES"]
