@@ -68,7 +68,7 @@ def validate_sparse_config(data: Any, source: str) -> dict[str, Any]:
     from sah_core import ResearchAttentionConfig
 
     try:
-        return ResearchAttentionConfig.from_dict(data).to_dict()  # type: ignore[no-any-return]
+        return ResearchAttentionConfig.from_dict(data).to_dict()
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"sparse config {source}: {exc}") from None
 

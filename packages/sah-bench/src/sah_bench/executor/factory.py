@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sah_protocol import ModelAdapter
 
@@ -42,9 +42,9 @@ def build_hf_adapter(model_name: str, sparse_config: dict[str, Any] | None) -> M
         except (OSError, ValueError) as exc:
             raise ModelLoadError(f"model {model_name!r} could not be loaded: {exc}") from exc
         _LOADED[model_name] = (adapter.model, adapter.tokenizer)
-        return adapter  # type: ignore[no-any-return]
+        return adapter
     model, tokenizer = _LOADED[model_name]
-    return ModelAdapterHF.from_model(  # type: ignore[no-any-return]
+    return ModelAdapterHF.from_model(
         model, tokenizer, sparse_attention_config=config, model_name=model_name
     )
 
@@ -57,9 +57,12 @@ def resolve_factory(factory: str | Callable[..., ModelAdapter]) -> Callable[...,
     if not sep or not module_name or not attr:
         raise ValueError(f"adapter factory {factory!r} must look like 'package.module:function'")
     try:
-        return getattr(importlib.import_module(module_name), attr)  # type: ignore[no-any-return]
+        found = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ValueError(f"adapter factory {factory!r} cannot be imported: {exc}") from None
+    if not callable(found):
+        raise ValueError(f"adapter factory {factory!r} is not callable")
+    return cast("Callable[..., ModelAdapter]", found)
 
 
 class AdapterCache:

@@ -20,7 +20,7 @@ PROGRESS_LOG = "progress.jsonl"
 ERROR_FILE = "error.json"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)`` then move ``tmp_path`` over ``path`` atomically."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

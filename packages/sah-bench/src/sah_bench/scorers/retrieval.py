@@ -19,7 +19,7 @@ def _fraction_equal(prediction: str, target: str) -> float:
     numbers = _NUMBER.findall(prediction)
     if not numbers:
         return 0.0
-    return sum(n == target for n in numbers) / len(numbers)
+    return float(sum(n == target for n in numbers)) / len(numbers)
 
 
 def _retrieval_one(prediction: str, reference: str, pattern: re.Pattern[str]) -> float:
