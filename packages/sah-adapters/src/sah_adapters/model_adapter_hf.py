@@ -394,9 +394,12 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             stats.context_prefill_seconds = time.perf_counter() - t0
             for start in range(0, len(question_ids), batch_size):
                 batch = question_ids[start : start + batch_size]
+                is_last = start + batch_size >= len(question_ids)
+                # Every batch but the last works on a copy; the last may consume the original.
+                cache = context_cache if is_last else copy.deepcopy(context_cache)
                 answers.extend(
                     self._answer_batch(
-                        context_cache,
+                        cache,
                         len(context_ids),
                         context_logits,
                         batch,
@@ -456,7 +459,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
 
     def _answer_batch(
         self,
-        context_cache: Any,
+        cache: Any,
         context_length: int,
         context_logits: torch.Tensor | None,
         questions: list[list[int]],
@@ -464,7 +467,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         generator: torch.Generator | None,
         stats: RequestStats,
     ) -> list[str]:
-        """Decode a batch of questions against a private copy of the context cache.
+        """Decode a batch of questions; ``cache`` (the context's KV) is this batch's to extend.
 
         Questions are left-padded within their own segment: [context | pads | question | new
         tokens]. Pads are masked out as keys and get no position, so every row computes what it
@@ -474,7 +477,6 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         batch, lengths = len(questions), [len(q) for q in questions]
         longest = max(lengths)
         pad = self._pad_token_id()
-        cache = copy.deepcopy(context_cache)  # the context cache stays pristine for the next batch
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         self._sparse_meta_data = {}  # per-question sparse state: nothing leaks across batches
