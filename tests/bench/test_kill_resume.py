@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -105,3 +106,23 @@ def test_sigkill_then_restart_matches_an_uninterrupted_run(
     total_calls = len(calls.read_text().splitlines())
     assert calls_before < 20
     assert 20 <= total_calls <= 21
+
+
+def test_ctrl_c_stops_the_local_pool_cleanly(tmp_path: Path, tests_dir: Path) -> None:
+    script = tmp_path / "run.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "SAH_FAKE_SLEEP": "0.3", "SAH_FAKE_CALL_LOG": ""}
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(out), "local", str(tests_dir)], env=env
+    )
+    deadline = time.monotonic() + 120
+    while _progress_lines(out) < 1 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0  # the executor handles Ctrl-C and returns
+    summary = json.loads((out / "run_summary.json").read_text())
+    assert summary["counts"]["interrupted"] >= 1 and summary["counts"]["failed"] == 0
+    # Finished work is kept; a rerun completes the rest.
+    _run(script, out, "local", tests_dir, {**env, "SAH_FAKE_SLEEP": "0"})
+    assert len(list(out.rglob(COMPLETE_MARKER))) == 4

@@ -68,7 +68,7 @@ def demo(
         int, typer.Option("--target-tokens", min=64, help="Context length in model tokens.")
     ] = 2048,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to run.")] = "smollm2-135m",
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on generated tokens.")] = 10,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on generated tokens.")] = 8,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     adapter_factory: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:

@@ -93,7 +93,7 @@ def run_demo(
     requests_per_task: int = 1,
     target_tokens: int = 2048,
     tasks: Sequence[str] = DEMO_TASKS,
-    max_new_tokens: int = 10,
+    max_new_tokens: int = 8,
     questions_per_context: int = DEMO_QUESTIONS_PER_CONTEXT,
     adapter_factory: str = DEFAULT_ADAPTER_FACTORY,
     progress: bool = True,
