@@ -29,7 +29,7 @@ def test_real_demo_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
             "--target-tokens",
             "256",
             "--max-new-tokens",
-            "8",
+            "3",
             "--no-progress",
         ],
     )
