@@ -79,7 +79,16 @@ def main() -> None:
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", default=None, help="also write the numbers to this file")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: on a shared 2-core box, 2 threads oversubscribe "
+        "and small decode matmuls stall on OpenMP barriers; 0 = torch's default)",
+    )
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     adapter = ModelAdapterHF(args.model, device=args.device)
     tokenizer, model = adapter.tokenizer, adapter.model
