@@ -97,7 +97,8 @@ def tests_adapters(session: nox.Session, transformers: str) -> None:
 
 @nox.session(name="tests-bench", python=PYTHON)
 def tests_bench(session: nox.Session) -> None:
-    sync(session, "sah-bench")
+    # With the `ray` extra so the Ray backend is tested on a local Ray instance.
+    sync(session, "sah-bench", extras=("ray",))
     pytest(session, "tests/bench")
 
 
