@@ -79,6 +79,10 @@ class FakeAdapter(ModelAdapter):
 
 
 def make_fake_adapter(model_name: str, sparse_config: dict[str, Any] | None) -> FakeAdapter:
+    log = os.environ.get("SAH_FAKE_FACTORY_LOG")
+    if log:  # lets tests count model loads
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(f"{model_name}\n")
     if model_name == "fake-unloadable":
         from sah_bench.executor import ModelLoadError
 

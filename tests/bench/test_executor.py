@@ -77,13 +77,19 @@ def test_rerun_skips_complete_cells_and_redoes_changed_ones(
     tmp_path: Path, fake_factory: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = tmp_path / "calls.log"
+    loads = tmp_path / "loads.log"
     monkeypatch.setenv("SAH_FAKE_CALL_LOG", str(log))
+    monkeypatch.setenv("SAH_FAKE_FACTORY_LOG", str(loads))
     make(tmp_path / "out", fake_factory).run(["fake-oracle"], CONFIGS, [SYNTH])
     first = len(log.read_text().splitlines())
     assert first == 4 * 3
+    loads_first = len(loads.read_text().splitlines())
+    assert loads_first >= 1
     again = make(tmp_path / "out", fake_factory).run(["fake-oracle"], CONFIGS, [SYNTH])
     assert {r.status for r in again} == {"skipped"}
     assert len(log.read_text().splitlines()) == first
+    # Complete cells are skipped before their adapter is built: no model load on resume.
+    assert len(loads.read_text().splitlines()) == loads_first
     # A different max_requests is a different cell spec: its cells are redone.
     changed = make(tmp_path / "out", fake_factory, max_requests=2).run(
         ["fake-oracle"], CONFIGS, [SYNTH]

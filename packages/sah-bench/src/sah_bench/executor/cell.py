@@ -143,8 +143,9 @@ def run_cell(
     cell_dir = spec.cell_dir(out_dir)
     fingerprint = spec.fingerprint()
     started = time.perf_counter()
-    if is_complete(cell_dir, fingerprint):
-        return CellResult(spec.key, str(cell_dir), "skipped", metrics=_read_metrics(cell_dir))
+    skipped = skip_if_complete(spec, out_dir)
+    if skipped is not None:
+        return skipped
     try:
         metrics = _run_cell_body(spec, cell_dir, fingerprint, adapter, progress, on_request_done)
     except KeyboardInterrupt:
@@ -169,6 +170,14 @@ def run_cell(
     return CellResult(
         spec.key, str(cell_dir), "done", metrics=metrics, seconds=time.perf_counter() - started
     )
+
+
+def skip_if_complete(spec: CellSpec, out_dir: Path) -> CellResult | None:
+    """The "skipped" result of a cell already complete with these settings, else None."""
+    cell_dir = spec.cell_dir(out_dir)
+    if is_complete(cell_dir, spec.fingerprint()):
+        return CellResult(spec.key, str(cell_dir), "skipped", metrics=_read_metrics(cell_dir))
+    return None
 
 
 def _read_metrics(cell_dir: Path) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sah_bench.executor.cell import CellResult, CellSpec, run_cell
+from sah_bench.executor.cell import CellResult, CellSpec, run_cell, skip_if_complete
 from sah_bench.executor.factory import AdapterCache
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,9 @@ def run_cell_with_cache(
 ) -> CellResult:
     """Build (or reuse) the adapter, then run the cell; adapter failures fail only this cell."""
     cell_dir = spec.cell_dir(out_dir)
+    skipped = skip_if_complete(spec, out_dir)
+    if skipped is not None:
+        return skipped  # a finished cell must not cost a model load on resume
     try:
         adapter = cache.get(spec.model, spec.config_name, spec.sparse_config)
     except Exception as exc:
