@@ -36,6 +36,7 @@ from sah_bench.registry import (
     list_benchmarks,
     parse_benchmark_spec,
 )
+from sah_bench.report import collect_cells, leaderboard, write_report
 from sah_bench.rows import COMMON_FIELDS, RequestGroup, group_rows
 from sah_bench.scorers import (
     boxed_match_score,
@@ -94,6 +95,7 @@ __all__ = [
     "choice_score",
     "classification_score",
     "code_sim_score",
+    "collect_cells",
     "count_score",
     "coverage_score",
     "first_int_score",
@@ -102,6 +104,7 @@ __all__ = [
     "get_benchmark_class",
     "group_rows",
     "kv_retrieval_score",
+    "leaderboard",
     "list_benchmarks",
     "math_find_score",
     "option_choice_score",
@@ -117,4 +120,5 @@ __all__ = [
     "subspan_em_score",
     "tokenizer_token_counter",
     "whitespace_token_count",
+    "write_report",
 ]
