@@ -65,6 +65,7 @@ a dict created on first use. Never keep per-request state on the masker object i
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -74,6 +75,8 @@ import torch
 
 from sah_core.attention.common import query_positions
 from sah_core.mask import Mask
+
+logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------- validation
 
@@ -101,6 +104,17 @@ def check_size(owner: object, field: str, value: object, *, allow_zero: bool = T
         raise ValueError(
             f"{where}={value!r} is not allowed: a float size must lie in (0, 1] "
             "(fraction of the key length)"
+        )
+
+
+def warn_if_zero_size(owner: object, field: str, value: object) -> None:
+    """Log a warning for a size of 0: such a masker selects nothing, and a stack whose final
+    mask is empty runs dense attention, so a forgotten size would otherwise pass unnoticed."""
+    if value == 0 and not isinstance(value, bool):
+        logger.warning(
+            "%s=0: this masker selects no keys (a stack that selects nothing runs dense "
+            "attention); set a count or a fraction of the key length",
+            _describe(owner, field),
         )
 
 

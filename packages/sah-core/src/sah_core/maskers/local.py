@@ -11,7 +11,13 @@ import dataclasses
 
 import torch
 
-from sah_core.maskers.base import FixedMasker, MaskerConfig, check_size, resolve_size
+from sah_core.maskers.base import (
+    FixedMasker,
+    MaskerConfig,
+    check_size,
+    resolve_size,
+    warn_if_zero_size,
+)
 
 
 @dataclasses.dataclass
@@ -23,6 +29,7 @@ class LocalMaskerConfig(MaskerConfig):
     def validate(self) -> None:
         super().validate()
         check_size(self, "window_size", self.window_size)
+        warn_if_zero_size(self, "window_size", self.window_size)
 
 
 class LocalMasker(FixedMasker):

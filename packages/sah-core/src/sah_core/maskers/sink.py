@@ -10,7 +10,13 @@ import dataclasses
 
 import torch
 
-from sah_core.maskers.base import FixedMasker, MaskerConfig, check_size, resolve_size
+from sah_core.maskers.base import (
+    FixedMasker,
+    MaskerConfig,
+    check_size,
+    resolve_size,
+    warn_if_zero_size,
+)
 
 
 @dataclasses.dataclass
@@ -22,6 +28,7 @@ class SinkMaskerConfig(MaskerConfig):
     def validate(self) -> None:
         super().validate()
         check_size(self, "sink_size", self.sink_size)
+        warn_if_zero_size(self, "sink_size", self.sink_size)
 
 
 class SinkMasker(FixedMasker):
