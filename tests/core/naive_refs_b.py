@@ -10,7 +10,7 @@ Test files load this module by path (pytest runs with ``--import-mode=importlib`
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -212,6 +212,29 @@ def check_common_properties(
     assert float((out.double() - ref).abs().max()) <= 1e-5
 
 
+def prefill_then_decode(
+    masker: ResearchMasker,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    prefill: int,
+    meta: dict[Any, Any],
+) -> Iterator[tuple[int, torch.Tensor, Mask]]:
+    """Call ``masker`` once on the first ``prefill`` positions (causal), then once per later
+    position as a decode step reusing ``meta``; yields ``(key_len, query, mask)`` per step."""
+    call_masker(
+        masker,
+        queries[:, :, :prefill],
+        keys[:, :, :prefill],
+        values[:, :, :prefill],
+        causal_mask(queries.shape[0], prefill, prefill),
+        meta,
+    )
+    for k in range(prefill + 1, keys.shape[2] + 1):
+        q_slice = queries[:, :, k - 1 : k]
+        yield k, q_slice, call_masker(masker, q_slice, keys[:, :, :k], values[:, :, :k], None, meta)
+
+
 def check_state_reuse(
     factory: MaskerFactory, prefill: int = 12, steps: int = 5, seed: int = 1, hq: int = 4
 ) -> None:
@@ -220,20 +243,9 @@ def check_state_reuse(
     queries, keys, values = make_qkv(seed, 2, hq, 2, prefill + steps, prefill + steps, 8)
     masker = factory()
     meta: dict[Any, Any] = {}
-    call_masker(
-        masker,
-        queries[:, :, :prefill],
-        keys[:, :, :prefill],
-        values[:, :, :prefill],
-        causal_mask(2, prefill, prefill),
-        meta,
-    )
-    for step in range(steps):
-        k = prefill + step + 1
-        q_slice = queries[:, :, k - 1 : k]
-        reused = call_masker(masker, q_slice, keys[:, :, :k], values[:, :, :k], None, meta)
+    for k, q_slice, reused in prefill_then_decode(masker, queries, keys, values, prefill, meta):
         fresh = call_masker(factory(), q_slice, keys[:, :, :k], values[:, :, :k], None, {})
-        assert torch.equal(selected(reused), selected(fresh)), f"decode step {step} differs"
+        assert torch.equal(selected(reused), selected(fresh)), f"decode at {k} keys differs"
     # a second question over the same context (other keys after the prefill) reuses the
     # context's summaries and still selects what a fresh masker selects
     other_q, other_k, other_v = make_qkv(seed + 100, 2, hq, 2, 3, 3, 8)

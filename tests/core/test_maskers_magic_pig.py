@@ -176,18 +176,7 @@ def test_decode_reuses_prefill_centre_and_codes() -> None:
     queries, keys, values = refs.make_qkv(8, 1, 2, 1, prefill + steps, prefill + steps, 8)
     masker = MagicPig(config)
     meta: dict[Any, Any] = {}
-    refs.call_masker(
-        masker,
-        queries[:, :, :prefill],
-        keys[:, :, :prefill],
-        values[:, :, :prefill],
-        refs.causal_mask(1, prefill, prefill),
-        meta,
-    )
-    for step in range(steps):
-        k = prefill + step + 1
-        q_slice = queries[:, :, k - 1 : k]
-        mask = refs.call_masker(masker, q_slice, keys[:, :, :k], values[:, :, :k], None, meta)
+    for k, q_slice, mask in refs.prefill_then_decode(masker, queries, keys, values, prefill, meta):
         ref = naive_mask(
             q_slice, keys[:, :, :k], config, torch.ones(1, 2, 1, k, dtype=torch.bool), prefill
         )

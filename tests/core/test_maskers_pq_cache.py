@@ -167,18 +167,7 @@ def test_decode_reuses_prefill_centroids_and_codes_new_keys() -> None:
     queries, keys, values = refs.make_qkv(3, 1, 4, 2, prefill + steps, prefill + steps, 8)
     masker = PQCache(config)
     meta: dict[Any, Any] = {}
-    refs.call_masker(
-        masker,
-        queries[:, :, :prefill],
-        keys[:, :, :prefill],
-        values[:, :, :prefill],
-        refs.causal_mask(1, prefill, prefill),
-        meta,
-    )
-    for step in range(steps):
-        k = prefill + step + 1
-        q_slice = queries[:, :, k - 1 : k]
-        mask = refs.call_masker(masker, q_slice, keys[:, :, :k], values[:, :, :k], None, meta)
+    for k, q_slice, mask in refs.prefill_then_decode(masker, queries, keys, values, prefill, meta):
         ref = naive_scores(q_slice, keys[:, :, :k], prefill, config)
         allowed = torch.ones(ref.shape, dtype=torch.bool)
         allowed[..., :1] = False
