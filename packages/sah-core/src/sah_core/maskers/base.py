@@ -107,10 +107,12 @@ def check_size(owner: object, field: str, value: object, *, allow_zero: bool = T
         )
 
 
-def warn_if_zero_size(owner: object, field: str, value: object) -> None:
-    """Log a warning for a size of 0: such a masker selects nothing, and a stack whose final
-    mask is empty runs dense attention, so a forgotten size would otherwise pass unnoticed."""
-    if value == 0 and not isinstance(value, bool):
+def check_selection_size(owner: object, field: str, value: object) -> None:
+    """:func:`check_size` for the size of what a masker selects, warning on 0: such a masker
+    selects nothing, and a stack whose final mask is empty runs dense attention, so a
+    forgotten size would otherwise pass unnoticed."""
+    check_size(owner, field, value)
+    if value == 0:
         logger.warning(
             "%s=0: this masker selects no keys (a stack that selects nothing runs dense "
             "attention); set a count or a fraction of the key length",

@@ -14,9 +14,8 @@ import torch
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
-    check_size,
+    check_selection_size,
     resolve_size,
-    warn_if_zero_size,
 )
 
 
@@ -28,8 +27,7 @@ class LocalMaskerConfig(MaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_size(self, "window_size", self.window_size)
-        warn_if_zero_size(self, "window_size", self.window_size)
+        check_selection_size(self, "window_size", self.window_size)
 
 
 class LocalMasker(FixedMasker):

@@ -13,9 +13,8 @@ import torch
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
-    check_size,
+    check_selection_size,
     resolve_size,
-    warn_if_zero_size,
 )
 
 
@@ -27,8 +26,7 @@ class SinkMaskerConfig(MaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_size(self, "sink_size", self.sink_size)
-        warn_if_zero_size(self, "sink_size", self.sink_size)
+        check_selection_size(self, "sink_size", self.sink_size)
 
 
 class SinkMasker(FixedMasker):

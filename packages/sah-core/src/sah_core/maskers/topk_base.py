@@ -25,9 +25,8 @@ from sah_core.mask import Mask
 from sah_core.maskers.base import (
     MaskerConfig,
     ResearchMasker,
-    check_size,
+    check_selection_size,
     resolve_size,
-    warn_if_zero_size,
 )
 
 
@@ -39,8 +38,7 @@ class TopKMaskerConfig(MaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_size(self, "heavy_size", self.heavy_size)
-        warn_if_zero_size(self, "heavy_size", self.heavy_size)
+        check_selection_size(self, "heavy_size", self.heavy_size)
 
 
 def expand_page_scores(page_scores: torch.Tensor, page_size: int, key_len: int) -> torch.Tensor:
