@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-# pytest runs with --import-mode=importlib, so test folders are not importable by default.
-sys.path.insert(0, str(Path(__file__).parent))
-
 from adapter_testkit import build_tokenizer
 
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-# Worker processes (spawned) and subprocesses import the fake adapters from here.
-if str(TESTS_DIR) not in sys.path:
-    sys.path.insert(0, str(TESTS_DIR))
+# Importable through pytest's `pythonpath` (pyproject.toml); spawned workers inherit sys.path.
 
 FAKE_FACTORY = "sah_bench_fakes:make_fake_adapter"
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import naive_refs_b as refs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -19,18 +18,6 @@ from sah_core.maskers.hash_attention import (
     HashAttentionTopKMaskerConfig,
 )
 
-
-def _load_refs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "naive_refs_b", Path(__file__).with_name("naive_refs_b.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-refs = _load_refs()
 BITS, HIDDEN, LAYERS, D = 8, 5, 2, 8
 
 

@@ -3,12 +3,11 @@ decode steps with one ``sparse_meta_data``, layers kept apart."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import naive_refs_b as refs
 import pytest
 import torch
 
@@ -26,18 +25,6 @@ from sah_core import (
     SocketMaskerConfig,
 )
 
-
-def _load_refs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "naive_refs_b", Path(__file__).with_name("naive_refs_b.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-refs = _load_refs()
 HQ, HKV, D = 4, 2, 16
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import naive_refs_b as refs
 import pytest
 import torch
 from hypothesis import given, settings
@@ -14,19 +12,6 @@ from hypothesis import strategies as st
 
 from sah_core import MaskerConfig, ResearchMasker
 from sah_core.maskers.pq_cache import PQCache, PQCacheConfig
-
-
-def _load_refs() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "naive_refs_b", Path(__file__).with_name("naive_refs_b.py")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-refs = _load_refs()
 
 
 def nearest(x: torch.Tensor, centroids: list[torch.Tensor], metric: str) -> int:
