@@ -214,79 +214,8 @@ def test_random_sampling_estimator_is_unbiased(helpers) -> None:
     assert mean == pytest.approx(float(exp.sum()), rel=0.05)
 
 
-def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draws_base, draws_extra):
-    """Row loop of the documented vAttention procedure with the masker's two draws."""
-    b, hq, nq, _ = q.shape
-    hkv, nk = k.shape[1], k.shape[2]
-    group = hq // hkv
-    prev = previous.get_dense_mask()
-    start = cfg.init_offset if isinstance(cfg.init_offset, int) else int(cfg.init_offset * nk)
-    tail = cfg.local_offset if isinstance(cfg.local_offset, int) else int(cfg.local_offset * nk)
-    z = math.sqrt(2) * float(torch.special.erfinv(torch.tensor(1 - cfg.delta, dtype=torch.float64)))
-    out = prev.clone()
-    for bi in range(b):
-        for h in range(hq):
-            for qi in range(nq):
-                allowed = allowed_keys(attention_mask, bi, qi, nk)
-                pop = [j for j in allowed if start <= j < nk - tail and prev[bi, h, qi, j] == 0]
-                if not pop:
-                    continue
-                n = len(pop)
-                rate = cfg.base_rate_sampling
-                wanted = max(1, math.floor(n * rate) if isinstance(rate, float) else rate)
-                p0 = min(1.0, wanted / n)
-                logit = {j: float(q[bi, h, qi] @ k[bi, h // group, j]) * scaling for j in allowed}
-                m = max(logit.values())
-                x = {j: math.exp(s - m) for j, s in logit.items()}
-                base = [j for j in pop if draws_base[bi, h, qi, j] < p0]
-                static = sum(
-                    x[j] / float(prev[bi, h, qi, j]) for j in allowed if prev[bi, h, qi, j] > 0
-                )
-                cnt = len(base)
-                mean = sum(x[j] for j in base) / max(cnt, 1)
-                var = sum((x[j] - mean) ** 2 for j in base) / max(cnt - 1, 1)
-                denom = static + n * mean
-                needed = (z * n * math.sqrt(var) / (cfg.epsilon * denom)) ** 2
-                budget = min(max(math.ceil(needed), p0 * n), n)
-                p = max(budget / n, p0)
-                extra_rate = (p - p0) / (1 - p0) if p0 < 1 else 0.0
-                for j in pop:
-                    if j in base or draws_extra[bi, h, qi, j] < extra_rate:
-                        out[bi, h, qi, j] = p
-    return out
-
-
-@pytest.mark.parametrize(
-    "cfg",
-    [
-        AdaptiveSamplingMaskerConfig(0.1, 0.2, 0.2, 2, 3),
-        AdaptiveSamplingMaskerConfig(4, 0.05, 0.1, 0.1, 0.1),
-        AdaptiveSamplingMaskerConfig(0.3, 0.5, 0.5, 0, 0),
-    ],
-)
-def test_adaptive_sampling_matches_reference(helpers, cfg) -> None:
-    b, hq, hkv, nq, nk = 1, 2, 1, 3, 48
-    q, k, v = helpers.make_qkv(b=b, hq=hq, hkv=hkv, q=nq, k=nk, seed=5)
-    am = helpers.causal_additive(b, nq, nk)
-    prev = previous_mask((b, hq, nq, nk))
-    torch.manual_seed(21)
-    got = run(cfg, q, k, v, am, prev).get_dense_mask()
-    torch.manual_seed(21)
-    draws_base = torch.rand(b, hq, nq, nk)
-    draws_extra = torch.rand(b, hq, nq, nk)
-    expected = naive_adaptive(cfg, q, k, 8**-0.5, am, prev, draws_base, draws_extra)
-    assert torch.allclose(got, expected.float(), atol=1e-5)
-
-
-def test_adaptive_sampling_budget_grows_as_epsilon_shrinks(helpers) -> None:
-    q, k, v = helpers.make_qkv(b=1, hq=2, hkv=1, q=1, k=400, seed=2)
-    counts = []
-    for eps in (0.5, 0.2, 0.05):
-        torch.manual_seed(0)
-        counts.append(
-            run(AdaptiveSamplingMaskerConfig(0.05, eps, 0.1, 0, 0), q, k, v).get_density()
-        )
-    assert counts[0] <= counts[1] <= counts[2] and counts[0] < counts[2]
+# vAttention (AdaptiveSampling): tests/core/test_maskers_adaptive_sampling.py and
+# tests/core/test_unbiasedness.py.
 
 
 # ----------------------------------------------------------------------- shared properties

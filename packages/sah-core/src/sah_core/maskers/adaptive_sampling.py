@@ -1,25 +1,32 @@
 """Adaptive sampling masker (vAttention): a uniform base sample estimates the spread of the
 exp-scores, and a CLT concentration bound turns ``(epsilon, delta)`` into the per-row sample
-budget that keeps the softmax-denominator estimate within relative error ``epsilon`` with
+size that keeps the softmax-denominator estimate within relative error ``epsilon`` with
 probability ``1 - delta``.
 
-Desai et al., "vAttention: Verified Sparse Attention" (2025). The estimator is
-Horvitz-Thompson (each sampled key weighted by ``1/p``).
+Desai, Agrawal, Yang, Cuadron, Schroeder, Zaharia, Gonzalez and Stoica, "vAttention: Verified
+Sparse Attention", 2025, arXiv:2510.05688. The estimator is Horvitz-Thompson (each sampled
+key weighted by ``1/p``).
 
 Per row, with population ``N`` = keys in ``[init_offset, K - local_offset)`` not already
-selected and not masked:
+selected and not masked, and ``x_i = exp(s_i - m)``:
 
-1. base draw: every population key kept with ``p0 = min(1, n0 / N)``, ``n0`` from
-   ``base_rate_sampling`` (int count, or float fraction of ``N``);
-2. from the base sample ``x_i = exp(s_i - m)``: mean ``mu``, standard deviation ``sigma``;
-   estimated denominator ``D = static + N * mu`` where ``static`` is the exact weighted sum
-   over keys the previous mask already holds;
-3. budget ``n = clamp(ceil((z * N * sigma / (epsilon * D))^2), n0, N)`` with
-   ``z = Phi^-1(1 - delta / 2)``, i.e. ``P(|N*mu_n - sum x| > epsilon*D) <= delta`` under
-   the normal approximation of the sample mean;
-4. final inclusion probability ``p = n / N``: the base sample is **kept** and every other
-   population key is added with ``(p - p0) / (1 - p0)``, so each key is included with
-   probability exactly ``p`` and the estimate includes the base sample.
+1. **estimate**: a uniform sample of ``n0`` keys without replacement (``base_rate_sampling``:
+   int count or float fraction of ``N``; at least 2 so a spread exists) gives the mean
+   ``mu`` and standard deviation ``sigma`` of ``x``; the estimated denominator is
+   ``D = static + N * mu``, ``static`` the exact weighted sum over the keys the previous mask
+   already holds;
+2. **budget**: ``n = clamp(ceil((z * N * sigma / (epsilon * D))^2), n0, N)`` with
+   ``z = Phi^-1(1 - delta / 2)``: the event ``|N * mean_n - sum x| > epsilon * D`` is
+   two-sided, so under the normal approximation of the sample mean it has probability
+   ``delta``;
+3. **draw**: a *fresh* uniform sample of ``n`` keys without replacement, independent of the
+   estimation sample, each kept key weighted ``p = n / N``. Because the kept keys do not
+   depend on the sample that set ``n``, every key is kept with probability exactly ``p``
+   given ``n`` and ``E[1{kept} / p] = 1`` (reusing the estimation sample would bias it: a
+   heavy key in that sample raises ``sigma`` and ``n`` and is then down-weighted).
+
+The estimation sample only sets the budget; it is not attended (unless the fresh draw picks
+the same keys).
 """
 
 from __future__ import annotations
@@ -34,6 +41,9 @@ from sah_core.attention.common import grouped_scores, masked_keys
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
+
+#: Fewest keys of the estimation sample (a standard deviation needs two).
+MIN_BASE_SAMPLES = 2
 
 
 @dataclasses.dataclass
@@ -60,6 +70,22 @@ class AdaptiveSamplingMaskerConfig(SamplingMaskerConfig):
         check_size(self, "local_offset", self.local_offset)
 
 
+def uniform_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Bool ``[..., K]``: per row, ``counts[...]`` keys drawn uniformly without replacement
+    from ``population`` (random keys, the smallest ``counts`` win), using the global RNG."""
+    keys = torch.rand(population.shape, device=population.device)
+    keys.masked_fill_(~population, 2.0)  # never drawn before a population key
+    width = int(counts.max()) if counts.numel() else 0
+    chosen = torch.zeros_like(population)
+    if width == 0:
+        return chosen
+    order = keys.topk(width, dim=-1, largest=False, sorted=True).indices
+    ranks = torch.arange(width, device=population.device)
+    take = ranks < counts.to(torch.int64)  # counts [..., 1] broadcast over the ranks
+    chosen.scatter_(-1, order, take.expand(order.shape))
+    return chosen & population
+
+
 class AdaptiveSamplingMasker(SamplingMasker):
     """vAttention's adaptive sampling (see module doc for the exact procedure)."""
 
@@ -71,6 +97,13 @@ class AdaptiveSamplingMasker(SamplingMasker):
         tail = resolve_size(self.config.local_offset, key_len) if self.config.local_offset else 0
         return start, key_len - tail
 
+    def base_counts(self, size: torch.Tensor) -> torch.Tensor:
+        """Keys of the estimation sample per row (float ``[..., 1]``), from the population
+        size: the configured count or fraction, at least 2, at most the population."""
+        rate = self.config.base_rate_sampling
+        wanted = size * rate if isinstance(rate, float) else torch.full_like(size, float(rate))
+        return torch.minimum(wanted.floor().clamp_min(float(MIN_BASE_SAMPLES)), size)
+
     def keep_probabilities(
         self,
         keys: torch.Tensor,
@@ -80,12 +113,38 @@ class AdaptiveSamplingMasker(SamplingMasker):
         population: torch.Tensor,
         **kwargs: Any,
     ) -> torch.Tensor:
-        """Base-sample probability ``p0`` per row (the first stage of ``sample_chunk``)."""
+        """Final keep-probability ``p = n / N`` per row. Random: it draws the estimation
+        sample (``sample_chunk`` calls it and then draws the kept keys afresh)."""
         size = population.sum(-1, keepdim=True).float()
-        rate = self.config.base_rate_sampling
-        wanted = size * rate if isinstance(rate, float) else torch.full_like(size, float(rate))
-        wanted = wanted.floor().clamp_min(1.0)
-        return torch.where(size > 0, (wanted / size.clamp_min(1.0)).clamp(max=1.0), 0.0)
+        base = uniform_without_replacement(population, self.base_counts(size))
+
+        logits = grouped_scores(queries, keys, scaling).float()
+        attention_mask = kwargs.get("attention_mask")
+        if attention_mask is not None:
+            logits.masked_fill_(masked_keys(attention_mask), float("-inf"))
+        row_max = logits.amax(-1, keepdim=True)
+        row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)
+        exp = torch.exp(logits - row_max)
+
+        previous: Mask | None = kwargs.get("previous_mask")
+        if previous is None or previous.representation == "empty":
+            static = torch.zeros_like(size)
+        else:
+            prev_w = previous.get_dense_mask().float()
+            static = torch.where(prev_w > 0, exp / prev_w.clamp_min(1e-30), 0.0).sum(-1, True)
+
+        count = base.sum(-1, keepdim=True).float()
+        mean = torch.where(base, exp, 0.0).sum(-1, keepdim=True) / count.clamp_min(1.0)
+        sq_dev = torch.where(base, (exp - mean) ** 2, 0.0).sum(-1, keepdim=True)
+        std = torch.sqrt(sq_dev / (count - 1.0).clamp_min(1.0))
+        denominator = static + size * mean
+
+        z = normal_quantile_two_sided(self.config.delta)
+        allowed_error = self.config.epsilon * denominator
+        needed = (z * size * std / allowed_error.clamp_min(1e-30)) ** 2
+        needed = torch.where(allowed_error > 0, needed, size)
+        budget = torch.minimum(torch.maximum(torch.ceil(needed), count), size)
+        return torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
 
     def sample_chunk(
         self,
@@ -96,44 +155,12 @@ class AdaptiveSamplingMasker(SamplingMasker):
         population: torch.Tensor,
         **kwargs: Any,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        p = self.keep_probabilities(keys, queries, values, scaling, population, **kwargs)
         size = population.sum(-1, keepdim=True).float()
-        p0 = self.keep_probabilities(keys, queries, values, scaling, population, **kwargs)
-        base = population & (torch.rand(population.shape, device=population.device) < p0)
-
-        logits = grouped_scores(queries, keys, scaling).float()
-        attention_mask = kwargs.get("attention_mask")
-        if attention_mask is not None:
-            logits.masked_fill_(masked_keys(attention_mask), float("-inf"))
-        row_max = logits.amax(-1, keepdim=True)
-        row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)
-        exp = torch.exp(logits - row_max)
-
-        previous: Mask = kwargs["previous_mask"]
-        if previous.representation == "empty":
-            static = torch.zeros_like(size)
-        else:
-            prev_w = previous.get_dense_mask().float()
-            static = torch.where(prev_w > 0, exp / prev_w.clamp_min(1e-30), 0.0).sum(-1, True)
-
-        count = base.sum(-1, keepdim=True).float()
-        sampled = torch.where(base, exp, 0.0)
-        mean = sampled.sum(-1, keepdim=True) / count.clamp_min(1.0)
-        sq_dev = torch.where(base, (exp - mean) ** 2, 0.0).sum(-1, keepdim=True)
-        std = torch.sqrt(sq_dev / (count - 1.0).clamp_min(1.0))
-        denominator = static + size * mean
-
-        z = normal_quantile_two_sided(self.config.delta)
-        allowed_error = self.config.epsilon * denominator
-        needed = (z * size * std / allowed_error.clamp_min(1e-30)) ** 2
-        needed = torch.where(allowed_error > 0, needed, size)
-        budget = torch.minimum(torch.maximum(torch.ceil(needed), p0 * size), size)
-        p = torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
-        p = torch.maximum(p, p0)  # never below the base rate (rounding)
-
-        extra_rate = torch.where(p0 < 1.0, (p - p0) / (1.0 - p0).clamp_min(1e-12), 0.0)
-        extra = population & ~base
-        extra &= torch.rand(population.shape, device=population.device) < extra_rate
-        keep = base | extra
+        # n = p * N is an integer up to float rounding; the fresh draw is independent of the
+        # estimation sample, so each key is kept with probability exactly p = n / N
+        counts = torch.round(p * size)
+        keep = uniform_without_replacement(population, counts)
         return keep, p.expand(population.shape)
 
 
