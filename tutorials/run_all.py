@@ -1,7 +1,8 @@
 """Run every tutorial script and notebook offline; exit non-zero if any fails.
 
 Scripts (``py_examples/*.py``) run in a subprocess with this interpreter; notebooks
-(``jupyter_notebooks/*.ipynb``) run with nbclient on the ``python3`` kernel. Each item runs
+(``notebooks/*.py``, jupytext percent sources) are read with jupytext and executed with nbclient
+on the ``python3`` kernel. Each item runs
 in its own temporary working directory, so nothing is written into the repository, with the
 HuggingFace hub switched offline. One line per item, then ``N passed, M failed``.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SCRIPTS_DIR = HERE / "py_examples"
-NOTEBOOKS_DIR = HERE / "jupyter_notebooks"
+NOTEBOOKS_DIR = HERE / "notebooks"
 
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
@@ -35,7 +36,7 @@ OFFLINE_ENV = {
 def tutorial_items() -> list[Path]:
     """Scripts first (cheapest feedback), then notebooks, each group in name order."""
     scripts = sorted(p for p in SCRIPTS_DIR.glob("*.py") if not p.name.startswith("_"))
-    notebooks = sorted(NOTEBOOKS_DIR.glob("*.ipynb"))
+    notebooks = sorted(NOTEBOOKS_DIR.glob("*.py"))
     return scripts + notebooks
 
 
@@ -63,11 +64,12 @@ def run_script(path: Path, work_dir: Path, timeout: float) -> tuple[bool, str]:
 def run_notebook(
     path: Path, work_dir: Path, timeout: float, save_dir: Path | None = None
 ) -> tuple[bool, str]:
+    import jupytext
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
-    notebook = nbformat.read(path, as_version=4)
+    notebook = jupytext.read(path, fmt="py:percent")
     client = NotebookClient(
         notebook,
         timeout=int(timeout),
@@ -83,7 +85,7 @@ def run_notebook(
     finally:
         if save_dir is not None:  # executed copy, outputs included, for reading
             save_dir.mkdir(parents=True, exist_ok=True)
-            nbformat.write(notebook, save_dir / path.name)
+            nbformat.write(notebook, save_dir / f"{path.stem}.ipynb")
     cells = sum(1 for cell in notebook.cells if cell.cell_type == "code")
     return True, f"{cells} code cells executed"
 
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         item_start = time.perf_counter()
         cpu_start = child_cpu_seconds()
         with tempfile.TemporaryDirectory(prefix="sah-tutorial-") as scratch:
-            if path.suffix == ".ipynb":
+            if path.parent == NOTEBOOKS_DIR:
                 ok, detail = run_notebook(path, Path(scratch), args.timeout, args.save_executed)
             else:
                 ok, detail = run_script(path, Path(scratch), args.timeout)
