@@ -63,32 +63,45 @@ def test_longbench_covers_21_tasks_and_e_variants() -> None:
     assert "repobench-p_e" in bench.subsets
 
 
-def test_longbench_native_records(tmp_path: Path) -> None:
-    trec = {
-        "input": "What is the capital of France?",
-        "context": "Question: How far is it? Type: Number",
+def _longbench_record(dataset: str, **fields: Any) -> dict[str, Any]:
+    """A record in the hub schema of Xnhyacinth/LongBench (official prompt already split)."""
+    base = {
+        "context": "Determine the type of the question.\n\nQuestion: How far? Type: Number\n",
+        "question": "What is the capital of France?\n",
+        "answer_prefix": "Type:",
         "answers": ["Location"],
         "length": 120,
-        "dataset": "trec",
+        "dataset": dataset,
         "language": "en",
-        "all_classes": ["Location", "Number", "Person"],
-        "_id": "x1",
-    }
-    qasper = {
-        **trec,
-        "input": "What is used?",
-        "context": "We use BERT.",
-        "dataset": "qasper",
-        "answers": ["BERT"],
         "all_classes": None,
+        "_id": "x1",
+        "task": dataset,
+        "max_new_tokens": 84,
     }
+    return {**base, **fields}
+
+
+def test_longbench_flat_files_in_the_hub_schema(tmp_path: Path) -> None:
+    trec = _longbench_record("trec", all_classes=["Location", "Number", "Person"])
+    qasper = _longbench_record(
+        "qasper",
+        context="Article: We use BERT.\n\n",
+        question="Question: What is used?\n\n",
+        answer_prefix="Answer:",
+        answers=["BERT"],
+    )
     # Folder form: one file per subset.
     write_jsonl(tmp_path / "lb" / "trec.jsonl", [trec])
     bench = get_benchmark("longbench", data_path=tmp_path / "lb")
     rows = bench.load_rows("trec")
     assert_common_schema(rows)
     row = rows[0]
-    assert "How far is it?" in row["context"] and "capital of France" in row["question"]
+    # Passed through unchanged; the budget is the official 64, not the row's 64 + 20.
+    assert (row["context"], row["question"], row["answer_prefix"]) == (
+        trec["context"],
+        trec["question"],
+        trec["answer_prefix"],
+    )
     assert row["max_new_tokens"] == 64 and row["all_classes"] == trec["all_classes"]
     # TREC scores only the first line, with the classification metric.
     extras = {k: v for k, v in row.items() if k not in COMMON_FIELDS}
@@ -102,39 +115,46 @@ def test_longbench_native_records(tmp_path: Path) -> None:
     assert "all_classes" not in rows[0]
 
 
+def test_longbench_raw_thudm_records_are_refused(tmp_path: Path) -> None:
+    raw = {"input": "Q?", "context": "doc", "answers": ["a"], "dataset": "hotpotqa"}
+    bench = get_benchmark("longbench", data_path=write_jsonl(tmp_path / "raw.jsonl", [raw]))
+    with pytest.raises(ValueError, match=r"no 'question'/'answer_prefix'.*official prompt"):
+        bench.load_rows("hotpotqa")
+
+
 def test_longbench_parquet_fixture(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    record = {
-        "input": "",
-        "context": "def f():\n    x = 1\n",
-        "answers": ["    return x"],
-        "length": 10,
-        "dataset": "lcc",
-        "language": "python",
-        "all_classes": None,
-        "_id": "c1",
-    }
+    record = _longbench_record(
+        "lcc",
+        context="Please complete the code given below. \ndef f():\n    x = 1\n",
+        question="",
+        answer_prefix="Next line of code:\n",
+        answers=["    return x"],
+    )
     (tmp_path / "lb").mkdir()
     pq.write_table(pa.Table.from_pylist([record]), tmp_path / "lb" / "lcc.parquet")
     bench = get_benchmark("longbench", data_path=tmp_path / "lb")
     row = bench.load_rows("lcc")[0]
-    assert row["context"].endswith("def f():\n    x = 1\n")
+    assert row["context"] == record["context"] and row["question"] == ""
     # Code similarity keeps indentation (no stripping before comparing lines).
     assert bench.score("lcc", "    return x\n", row["answers"]) == 1.0
 
 
-def test_longbench_v2_slices(tmp_path: Path) -> None:
+def test_longbench_v2_flat_file(tmp_path: Path) -> None:
     base = {
         "domain": "d",
         "sub_domain": "s",
-        "question": "Q?",
+        "question": "Q?\n\n(A) a\n(B) b\n(C) c\n(D) d",
         "choice_A": "a",
         "choice_B": "b",
         "choice_C": "c",
         "choice_D": "d",
-        "context": "doc",
+        "context": "Please read the following text.\n\n<text>\ndoc\n</text>\n\n",
+        "answer_prefix": 'Format your response as "The correct answer is (X)".',
+        "task": "0shot",
+        "max_new_tokens": 148,
     }
     records = [
         {**base, "_id": "1", "difficulty": "easy", "length": "short", "answer": "B"},
@@ -142,39 +162,53 @@ def test_longbench_v2_slices(tmp_path: Path) -> None:
     ]
     path = write_jsonl(tmp_path / "v2.jsonl", records)
     bench = get_benchmark("longbench_v2", data_path=path)
-    assert len(bench.load_rows("all")) == 2
-    hard = bench.load_rows("hard")
-    assert len(hard) == 1 and hard[0]["answers"] == ["C"]
-    assert "(D) d" in hard[0]["question"]
-    assert bench.score("hard", "The correct answer is (C)", ["C"]) == 1.0
-    assert [r["answers"] for r in bench.load_rows("short")] == [["B"]]
+    rows = bench.load_rows("0shot")
+    assert [r["answers"] for r in rows] == [["B"], ["C"]]
+    assert rows[0]["question"] == base["question"] and rows[0]["max_new_tokens"] == 128
+    assert bench.score("0shot", "The correct answer is (C)", ["C"]) == 1.0
+    # The official report: accuracy x 100 (1 decimal) overall and per bucket.
+    scored = [
+        {"score": 1.0, "extra": {"difficulty": "easy", "length": "short"}},
+        {"score": 0.0, "extra": {"difficulty": "hard", "length": "long"}},
+        {"score": 1.0, "extra": {"difficulty": "hard", "length": "long"}},
+    ]
+    report = bench.aggregate("0shot", scored)["official"]
+    assert report["overall"] == 66.7 and report["easy"] == 100.0 and report["hard"] == 50.0
+    assert report["short"] == 100.0 and report["long"] == 50.0 and report["medium"] is None
 
 
 def test_infinitebench_choice_and_retrieval(tmp_path: Path) -> None:
     choice = {
-        "id": 1,
-        "context": "a long book",
-        "input": "Who?",
-        "answer": ["Bob"],
-        "options": ["Ann", "Bob", "Cy", "Di"],
+        "context": "Read the book and answer the question.\n\na long book\n\n",
+        "question": "Who?\n\nOnly one is correct.\nA. Ann\nB. Bob\nC. Cy\nD. Di",
+        "answer_prefix": "The letter of the correct answer is",
+        "answer": ["B"],
+        "task": "longbook_choice_eng",
+        "max_new_tokens": 60,
     }
     write_jsonl(tmp_path / "ib" / "longbook_choice_eng.jsonl", [choice])
     passkey = {
-        "id": 2,
         "context": "noise 12345 noise",
-        "input": "What is the pass key?",
+        "question": "What is the pass key?",
+        "answer_prefix": "The pass key is:",
         "answer": ["12345"],
-        "options": [],
+        "task": "passkey",
+        "max_new_tokens": 26,
     }
     write_jsonl(tmp_path / "ib" / "passkey.jsonl", [passkey])
     bench = get_benchmark("infinitebench", data_path=tmp_path / "ib")
-    assert len(bench.subsets) == 9
     row = bench.load_rows("longbook_choice_eng")[0]
-    assert "B. Bob" in row["question"] and row["options"] == choice["options"]
+    assert row["question"] == choice["question"] and row["options"] == ["Ann", "Bob", "Cy", "Di"]
+    assert row["max_new_tokens"] == 40
     assert bench.score("longbook_choice_eng", "B", row["answers"], options=row["options"]) == 1
     assert bench.score("longbook_choice_eng", "A", row["answers"], options=row["options"]) == 0
     row = bench.load_rows("passkey")[0]
+    assert row["max_new_tokens"] == 6
     assert bench.score("passkey", " 12345.", row["answers"]) == 1.0
+    raw = {"id": 1, "context": "c", "input": "Q", "answer": ["x"], "options": []}
+    write_jsonl(tmp_path / "raw" / "passkey.jsonl", [raw])
+    with pytest.raises(ValueError, match="hub schema"):
+        get_benchmark("infinitebench", data_path=tmp_path / "raw").load_rows("passkey")
 
 
 def test_ruler_common_schema_and_metric_choice(tmp_path: Path) -> None:
@@ -209,18 +243,21 @@ def test_ruler_common_schema_and_metric_choice(tmp_path: Path) -> None:
 
 
 def test_zeroscrolls_has_length_statistics_only(tmp_path: Path) -> None:
-    text = "DOCUMENT TEXT. Question: what?"
+    text = "DOCUMENT TEXT. Question: what? Answer:"
     record = {
         "id": "z",
         "pid": "p",
         "input": text,
         "output": None,
+        "document_end_index": text.index("Question"),
         "query_start_index": text.index("Question"),
+        "query_end_index": text.index(" Answer:"),
     }
     write_jsonl(tmp_path / "zs" / "qasper.jsonl", [record])
     bench = get_benchmark("zeroscrolls", data_path=tmp_path / "zs")
     row = bench.load_rows("qasper")[0]
     assert row["context"] == "DOCUMENT TEXT. " and row["question"] == "Question: what?"
+    assert row["answer_prefix"] == "Answer:" and row["max_new_tokens"] == 128
     assert row["answers"] == []
     assert math.isnan(bench.score("qasper", "anything", []))
     stats = bench.aggregate(
@@ -316,16 +353,7 @@ def test_hub_loading_uses_the_dataset_id(monkeypatch: pytest.MonkeyPatch) -> Non
 
     def fake_load_dataset(path: str, name: Any = None, split: Any = None) -> list[dict]:
         calls.append((path, name, split))
-        return [
-            {
-                "input": "q",
-                "context": "c",
-                "answers": ["a"],
-                "dataset": "hotpotqa",
-                "length": 1,
-                "all_classes": None,
-            }
-        ]
+        return [_longbench_record("hotpotqa", task=str(name), answers=["a"])]
 
     fake = types.ModuleType("datasets")
     fake.load_dataset = fake_load_dataset  # type: ignore[attr-defined]
@@ -333,6 +361,27 @@ def test_hub_loading_uses_the_dataset_id(monkeypatch: pytest.MonkeyPatch) -> Non
     rows = get_benchmark("longbench").load_rows("hotpotqa")
     assert calls == [("Xnhyacinth/LongBench", "hotpotqa", "test")]
     assert rows[0]["answers"] == ["a"]
-    calls.clear()
-    get_benchmark("infinitebench").hub_records("passkey")
-    assert calls == [("MaxJeblick/InfiniteBench", None, "passkey")]
+    # Where every other benchmark's subsets live on the hub (benchmark_datasets.md).
+    expected = {
+        ("infinitebench", "passkey", ()): ("MaxJeblick/InfiniteBench", "passkey", "test"),
+        ("longbench_v2", "cot", ()): ("Xnhyacinth/LongBench-v2", "cot", "test"),
+        ("ruler", "vt", ()): ("simonjegou/ruler", "4096", "test"),
+        ("ruler", "vt", (("context_length", 8192),)): ("simonjegou/ruler", "8192", "test"),
+        ("ruler16k", "vt", ()): ("xAlg-AI/att-hub-ruler-16k", "vt", "vt"),
+        ("ruler32k", "qa_1", ()): ("xAlg-AI/att-hub-ruler-32k", "qa_1", "qa_1"),
+        ("zeroscrolls", "quality", ()): ("simonjegou/zero_scrolls", None, "test"),
+        ("loogle", "longdep_qa", ()): ("simonjegou/loogle", "longdep_qa", "test"),
+        ("loft_rag", "quest_128k", (("split", "test"),)): (
+            "f20180301/loft-rag-quest-128k",
+            None,
+            "test",
+        ),
+        ("aime2024", "aime2024", ()): ("xAlg-AI/att-hub-aime2024", None, "test"),
+        ("aime2025", "aime2025", ()): ("xAlg-AI/att-hub-aime2025", "aime2025", "test"),
+    }
+    for (name, subset, options), location in expected.items():
+        calls.clear()
+        get_benchmark(name, **dict(options)).hub_records(subset)
+        assert calls == [location], name
+    with pytest.raises(ValueError, match="Chinese task"):
+        get_benchmark("longbench").load_rows("dureader")

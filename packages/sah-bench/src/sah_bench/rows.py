@@ -8,6 +8,7 @@ the adapter prefills that context once.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,17 +26,44 @@ COMMON_FIELDS: tuple[str, ...] = (
 )
 
 
-def as_answer_list(value: Any) -> list[str]:
-    """References as a list of strings, whatever container the data file used."""
+def as_answer_list(value: Any, *, list_repr: bool = False) -> list[str]:
+    """References as a list of strings, whatever container the data file used.
+
+    Lists, tuples and numpy arrays (what ``.to_pandas()`` makes of a list column) become a list
+    of their items as strings; a plain string is one reference. With ``list_repr`` a string that
+    holds a Python list literal (``"['4']"``, as AIME 2025's ``answer`` may be stored) is parsed
+    into its items; it is off by default because a reference may itself look like a list (a
+    line of code, say).
+    """
     if value is None:
         return []
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
     if isinstance(value, str):
+        if list_repr:
+            parsed = _literal_list(value)
+            if parsed is not None:
+                return parsed
         return [value]
     if isinstance(value, Mapping):
         return [str(v) for v in value.values()]
     if isinstance(value, Iterable):
         return [str(v) for v in value]
     return [str(value)]
+
+
+def _literal_list(text: str) -> list[str] | None:
+    """The items of a list/tuple literal such as ``"['4', '5']"``, else None."""
+    stripped = text.strip()
+    if not stripped.startswith(("[", "(")):
+        return None
+    try:
+        parsed = ast.literal_eval(stripped)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+    if not isinstance(parsed, list | tuple):
+        return None
+    return [str(v) for v in parsed]
 
 
 def validate_row(row: Mapping[str, Any], *, where: str) -> dict[str, Any]:

@@ -1,8 +1,12 @@
 """AIME 2024 and AIME 2025 (American Invitational Mathematics Examination): 30 problems each,
 integer answers 0-999, scored by exact match of the final ``\\boxed{}`` answer.
 
-Rows may come in the common schema or in the plain ``problem`` / ``answer`` form; both are
-accepted.
+From the hub copies ``xAlg-AI/att-hub-aime2024`` (one config, named by no one; split ``test``;
+``answer`` a string; no ``task`` column) and ``xAlg-AI/att-hub-aime2025`` (config ``aime2025``,
+split ``test``; ``answer`` a list, or possibly its repr string "['4']"). Their ``context`` /
+``question`` / ``answer_prefix`` are passed through; the answer becomes a list of strings
+whatever its storage. Local rows in the plain ``problem`` / ``answer`` form are also accepted
+(with this module's own instruction, since the hub copy's prompt is no official one).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, Scorer
+from sah_bench.rows import as_answer_list
 from sah_bench.scorers import boxed_match_score
 
 _INSTRUCTION = (
@@ -22,10 +27,13 @@ class Aime2024(Benchmark):
     name: ClassVar[str] = "aime2024"
     hub_id: ClassVar[str] = "xAlg-AI/att-hub-aime2024"
     all_subsets: ClassVar[tuple[str, ...]] = ("aime2024",)
-    max_new_tokens: ClassVar[int] = 32768
+    #: The hub copies' generation budget.
+    max_new_tokens: ClassVar[int] = 32000
+    #: Config of the hub copy (None: its only config, unnamed as the original loader does).
+    hub_config: ClassVar[str | None] = None
 
     def hub_location(self, subset: str) -> tuple[str | None, str]:
-        return None, "test"
+        return self.hub_config, "test"
 
     def local_records(self, subset: str) -> list[dict[str, Any]]:
         assert self.data_path is not None
@@ -39,6 +47,8 @@ class Aime2024(Benchmark):
         if "context" in record and "question" in record:
             row = super().to_rows(subset, record)[0]
             row["task"] = subset
+            row["answers"] = as_answer_list(row.get("answers"), list_repr=True)
+            row.setdefault("max_new_tokens", self.max_new_tokens)
             return [row]
         problem = record.get("problem", record.get("Problem"))
         answer = record.get("answer", record.get("Answer"))
@@ -52,7 +62,7 @@ class Aime2024(Benchmark):
                 "context": f"Problem:\n{problem}\n\n",
                 "question": _INSTRUCTION,
                 "answer_prefix": "",
-                "answers": [str(answer)],
+                "answers": as_answer_list(answer, list_repr=True),
                 "task": subset,
                 "max_new_tokens": self.max_new_tokens,
             }
@@ -66,3 +76,4 @@ class Aime2025(Aime2024):
     name: ClassVar[str] = "aime2025"
     hub_id: ClassVar[str] = "xAlg-AI/att-hub-aime2025"
     all_subsets: ClassVar[tuple[str, ...]] = ("aime2025",)
+    hub_config: ClassVar[str | None] = "aime2025"

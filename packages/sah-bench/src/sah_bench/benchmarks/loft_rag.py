@@ -1,21 +1,29 @@
 """LOFT RAG (Lee et al., 2024, "Can Long-Context Language Models Subsume Retrieval, RAG, SQL,
 and More?"): answer questions over a long corpus of retrieved passages.
 
-Single-value tasks (nq, hotpotqa, musique) score subspan exact match; multi-value tasks
+One hub repo per task and length, ``f20180301/loft-rag-<task>-<length>``, default config,
+splits ``dev`` and ``test`` (``qampari`` at 1m has no ``dev``). Rows are in the common schema
+(``context`` + ``question`` is LOFT's prompt; ``answer_prefix`` "Final Answer: ") and are passed
+through. Single-value tasks (nq, hotpotqa, musique) score subspan exact match; multi-value tasks
 (qampari, quest) score coverage of the reference answers. Subsets are ``<task>_<length>``;
-``split`` picks the mirror's ``dev`` (LOFT's own dev split) or ``test`` split.
+the option ``split`` picks ``dev`` or ``test``.
 """
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from sah_bench.benchmarks.base import Benchmark, Scorer
+from sah_bench.benchmarks.base import Benchmark, HubSource, Scorer
 from sah_bench.scorers import coverage_score, subspan_em_score
 
 LOFT_TASKS: tuple[str, ...] = ("nq", "hotpotqa", "musique", "qampari", "quest")
 LOFT_LENGTHS: tuple[str, ...] = ("32k", "128k", "1m")
 MULTI_VALUE_TASKS: frozenset[str] = frozenset({"qampari", "quest"})
+LOFT_SPLITS: tuple[str, ...] = ("dev", "test")
+#: (subset, split) pairs absent from the hub.
+MISSING_SPLITS: frozenset[tuple[str, str]] = frozenset({("qampari_1m", "dev")})
+#: The copy's generation budget.
+LOFT_MAX_NEW_TOKENS = 256
 
 
 class LoftRag(Benchmark):
@@ -25,22 +33,27 @@ class LoftRag(Benchmark):
         f"{t}_{n}" for t in LOFT_TASKS for n in LOFT_LENGTHS
     )
 
-    def __init__(self, data_path: Any = None, split: str = "dev") -> None:
-        super().__init__(data_path)
-        if split not in ("dev", "test"):
-            raise ValueError(f"loft_rag: split {split!r} is not allowed; use 'dev' or 'test'")
+    def __init__(self, data_path: Any = None, data_dir: Any = None, split: str = "dev") -> None:
+        super().__init__(data_path, data_dir)
+        if split not in LOFT_SPLITS:
+            raise ValueError(f"loft_rag: split {split!r} is not allowed; use one of {LOFT_SPLITS}")
         self.split = split
 
-    def hub_records(self, subset: str) -> list[dict[str, Any]]:
-        from datasets import load_dataset
-
+    def hub_source(self, subset: str) -> HubSource:
         task, length = subset.rsplit("_", 1)
-        dataset = load_dataset(f"{self.hub_id}-{task}-{length}", split=self.split)
-        return [dict(r) for r in dataset]
+        return HubSource(f"{self.hub_id}-{task}-{length}", None, self.split)
+
+    def check_hub_subset(self, subset: str) -> None:
+        if (subset, self.split) in MISSING_SPLITS:
+            raise ValueError(
+                f"loft_rag: subset {subset!r} has no {self.split!r} split on the hub; "
+                "use split='test'"
+            )
 
     def to_rows(self, subset: str, record: dict[str, Any]) -> list[dict[str, Any]]:
         row = super().to_rows(subset, record)[0]
         row["task"] = subset
+        row.setdefault("max_new_tokens", LOFT_MAX_NEW_TOKENS)
         return [row]
 
     def scorer(self, subset: str) -> Scorer:

@@ -40,6 +40,9 @@ class MockBenchmark(Benchmark):
     name: ClassVar[str] = "mock"
     all_subsets: ClassVar[tuple[str, ...]] = ("reading_comprehension",)
 
+    def __init__(self, data_path: Any = None, data_dir: Any = None) -> None:
+        super().__init__(data_path)  # data_dir: accepted for the CLI's --data-dir, unused
+
     def raw_records(self, subset: str) -> list[dict[str, Any]]:
         if self.data_path is not None:
             return self.local_records(subset)

@@ -26,13 +26,14 @@ class SyntheticBenchmark(Benchmark):
     def __init__(
         self,
         data_path: Any = None,
+        data_dir: Any = None,
         target_tokens: int = 2048,
         num_samples: int = 10,
         seed: int = 0,
         token_counter: TokenCounter | None = None,
         questions_per_context: int = 1,
     ) -> None:
-        super().__init__(data_path)
+        super().__init__(data_path)  # data_dir: accepted for the CLI's --data-dir, unused
         if not MIN_TARGET_TOKENS <= int(target_tokens) <= MAX_TARGET_TOKENS:
             raise ValueError(
                 f"synthetic: target_tokens {target_tokens} is out of range; allowed: "

@@ -28,11 +28,17 @@ ZEROSCROLLS_TASKS: tuple[str, ...] = (
     "book_sum_sort",
 )
 
-_MAX_NEW_TOKENS: dict[str, int] = {
+#: Official generation budgets (ZeroSCROLLS' own; the hub copy carries the same values).
+ZEROSCROLLS_MAX_NEW_TOKENS: dict[str, int] = {
     "gov_report": 1024,
     "summ_screen_fd": 512,
     "qmsum": 512,
     "squality": 512,
+    "qasper": 128,
+    "narrative_qa": 64,
+    "quality": 10,
+    "musique": 32,
+    "space_digest": 36,
     "book_sum_sort": 256,
 }
 
@@ -43,26 +49,41 @@ def no_public_answers(prediction: str, answers: Sequence[str], **_: object) -> f
 
 
 class ZeroScrolls(Benchmark):
+    """ZeroSCROLLS from ``simonjegou/zero_scrolls``: one ``default`` config, split ``test``,
+    the ten tasks concatenated and told apart by ``task``.
+
+    (``tau/zero_scrolls`` is a loading-script repo that ``datasets`` >= 4 refuses.) The copy's
+    ``context`` / ``question`` / ``answer_prefix`` are passed through; a record in tau's source
+    form (``input`` + indices) is sliced the same way the copy was built: the document up to
+    ``document_end_index``, the query up to ``query_end_index``, the rest (stripped) as prefix.
+    """
+
     name: ClassVar[str] = "zeroscrolls"
-    hub_id: ClassVar[str] = "tau/zero_scrolls"
+    hub_id: ClassVar[str] = "simonjegou/zero_scrolls"
     all_subsets: ClassVar[tuple[str, ...]] = ZEROSCROLLS_TASKS
 
+    def hub_location(self, subset: str) -> tuple[str | None, str]:
+        return None, "test"
+
+    def select_records(self, subset: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [r for r in records if str(r.get("task")) == subset]
+
     def to_rows(self, subset: str, record: dict[str, Any]) -> list[dict[str, Any]]:
-        text = str(record["input"])
-        split_at = record.get("query_start_index")
-        if split_at is None or int(split_at) <= 0:
-            context, question = text, ""
+        if "context" in record and "question" in record:
+            context, question = str(record["context"]), str(record["question"])
+            prefix = str(record.get("answer_prefix") or "")
         else:
-            context, question = text[: int(split_at)], text[int(split_at) :]
+            context, question, prefix = _slice_source(subset, record)
         output = record.get("output")
         return [
             {
                 "context": context,
                 "question": question,
-                "answer_prefix": "",
-                "answers": [] if output is None else [str(output)],
+                "answer_prefix": prefix,
+                # Test answers are not public (the copy stores "" / None): no references.
+                "answers": [str(output)] if output else [],
                 "task": subset,
-                "max_new_tokens": _MAX_NEW_TOKENS.get(subset, 128),
+                "max_new_tokens": ZEROSCROLLS_MAX_NEW_TOKENS[subset],
                 "id": str(record.get("id", "")),
             }
         ]
@@ -82,3 +103,17 @@ class ZeroScrolls(Benchmark):
             "prediction_chars_mean": statistics.fmean(chars) if chars else 0.0,
             "empty_predictions": sum(w == 0 for w in words),
         }
+
+
+def _slice_source(subset: str, record: dict[str, Any]) -> tuple[str, str, str]:
+    """(context, question, answer prefix) of a record in tau's source form."""
+    try:
+        text = str(record["input"])
+        doc_end = int(record["document_end_index"])
+        query_end = int(record["query_end_index"])
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(
+            f"zeroscrolls/{subset}: record needs context/question/answer_prefix or "
+            f"input/document_end_index/query_end_index, got keys {sorted(record)}"
+        ) from None
+    return text[:doc_end], text[doc_end:query_end], text[query_end:].strip()
