@@ -128,10 +128,24 @@ def test_invalid_options(tmp_path, kwargs, match) -> None:
         MicroMetricLogger(tmp_path, **kwargs)
 
 
-def test_empty_mask_means_dense(helpers, tmp_path) -> None:
+def test_no_maskers_means_dense_and_backend_is_recorded(helpers, tmp_path) -> None:
     q, k, v = helpers.make_qkv()
     with MicroMetricLogger(tmp_path):
         attention([]).custom_attention(None, q, k, v, None, SCALE, layer_idx=0)
     (rec,) = read(tmp_path / "micro_metrics.jsonl")
-    assert rec["mask"] == "empty" and rec["density"] == 1.0
+    assert rec["mask"] == "full" and rec["density"] == 1.0
+    assert rec["backend"] == "reference/dense"
     assert math.isclose(rec["attention_mass_recall"], 1.0) and rec["output_error"] < 1e-6
+
+
+def test_stack_that_selects_nothing_attends_nothing(helpers, tmp_path) -> None:
+    q, k, v = helpers.make_qkv()
+    with MicroMetricLogger(tmp_path):
+        out, _ = attention([SinkMaskerConfig(0)]).custom_attention(
+            None, q, k, v, None, SCALE, layer_idx=0
+        )
+    assert torch.count_nonzero(out) == 0  # never silently dense
+    (rec,) = read(tmp_path / "micro_metrics.jsonl")
+    assert rec["mask"] == "empty" and rec["density"] == 0.0
+    assert rec["attention_mass_recall"] == 0.0 and rec["backend"] == "reference/empty"
+    assert math.isclose(rec["output_error"], 1.0, rel_tol=1e-6)

@@ -8,25 +8,29 @@ registers ``research_attention.custom_attention`` (through a small closure) with
 from __future__ import annotations
 
 import dataclasses
-import math
+import logging
 from typing import Any
 
 import torch
 
-from sah_core.attention.common import normalize_attention_mask
-from sah_core.attention.masked import masked_attention
+from sah_core.attention.backends import run_attention
+from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
 from sah_core.maskers.base import MaskerConfig, ResearchMasker
 from sah_core.maskers.sampling_base import SamplingMaskerConfig
 from sah_core.metrics.micro_metric_logger import MicroMetricLogger
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
 class ResearchAttentionConfig:
     """An ordered masker stack. Each masker adds keys to the mask built by the ones before.
 
-    At most one sampling masker (its weights are keep-probabilities). ``to_dict`` /
-    ``from_dict`` round-trip through JSON with ``"type"`` tags.
+    No maskers = dense attention. A stack whose final mask selects nothing attends nothing
+    (output 0, logged once); it never falls back to dense. At most one sampling masker
+    (its weights are keep-probabilities). ``to_dict`` / ``from_dict`` round-trip through
+    JSON with ``"type"`` tags.
     """
 
     masker_configs: list[MaskerConfig] = dataclasses.field(default_factory=list)
@@ -84,8 +88,17 @@ class ResearchAttentionConfig:
 class ResearchAttention:
     """Runs the masker stack, then attention under the resulting mask.
 
+    Per layer call it builds one :class:`~sah_core.call_plan.CallPlan` (inputs checked,
+    attention mask normalised, chunk plan fixed), hands ``plan.for_masker(i)`` to masker
+    ``i`` as ``add_mask(call, previous)``, then runs the backend layer
+    (:mod:`sah_core.attention.backends`).
+
     ``query_chunk_size`` (None = automatic) caps the query rows processed at once by the
     maskers and the attention, so prefill never holds a ``[B, H, Q, K]`` tensor for all Q.
+    ``raise_on_nonfinite`` raises :class:`~sah_core.call_plan.NonFiniteInputError` when the
+    queries, keys or values hold NaN/inf (one device sync per call); otherwise non-finite
+    inputs propagate exactly as in dense attention. ``backend`` forces one attention backend
+    (``"auto"``, ``"reference"``, ``"triton"`` or a registered name).
     """
 
     def __init__(
@@ -94,11 +107,14 @@ class ResearchAttention:
         maskers: list[ResearchMasker] | None = None,
         *,
         query_chunk_size: int | None = None,
+        raise_on_nonfinite: bool = False,
+        backend: str = "auto",
     ) -> None:
         if not isinstance(config, ResearchAttentionConfig):
             raise ValueError(
                 f"config={type(config).__name__} is not allowed: expected a ResearchAttentionConfig"
             )
+        config.__post_init__()  # re-check a stack edited after construction
         if query_chunk_size is not None and (
             isinstance(query_chunk_size, bool)
             or not isinstance(query_chunk_size, int)
@@ -107,21 +123,78 @@ class ResearchAttention:
             raise ValueError(
                 f"query_chunk_size={query_chunk_size!r} is not allowed: use a positive int or None"
             )
+        if not isinstance(raise_on_nonfinite, bool):
+            raise ValueError(
+                f"raise_on_nonfinite={raise_on_nonfinite!r} is not allowed: use True or False"
+            )
         self.config = config
         self.maskers: list[ResearchMasker] = (
             list(maskers)
             if maskers is not None
             else [ResearchMasker.create_from_config(c) for c in config.masker_configs]
         )
+        self._tags = [type(m.config).type_tag for m in self.maskers]
         self.query_chunk_size = query_chunk_size
+        self.raise_on_nonfinite = raise_on_nonfinite
+        self.backend = backend
+        self._told_empty = False
 
     @classmethod
     def create_from_config(
-        cls, config: ResearchAttentionConfig, *, query_chunk_size: int | None = None
+        cls,
+        config: ResearchAttentionConfig,
+        *,
+        query_chunk_size: int | None = None,
+        raise_on_nonfinite: bool = False,
+        backend: str = "auto",
     ) -> ResearchAttention:
-        return cls(config, query_chunk_size=query_chunk_size)
+        return cls(
+            config,
+            query_chunk_size=query_chunk_size,
+            raise_on_nonfinite=raise_on_nonfinite,
+            backend=backend,
+        )
 
-    # ------------------------------------------------------------------ mask
+    # ------------------------------------------------------------------ plan + mask
+    def plan(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None = None,
+        dropout: float = 0.0,
+        sparse_meta_data: dict[Any, Any] | None = None,
+        layer_idx: int | None = None,
+        **kwargs: Any,
+    ) -> CallPlan:
+        """The call plan of one layer call (``kwargs`` as transformers passes them)."""
+        s_aux = kwargs.pop("s_aux", None)
+        positions = kwargs.pop("query_positions", None)
+        chunk = kwargs.pop("query_chunk_size", None)
+        return CallPlan.build(
+            queries,
+            keys,
+            values,
+            attention_mask,
+            scaling,
+            layer_idx=layer_idx,
+            sparse_meta_data=sparse_meta_data,
+            dropout=dropout,
+            s_aux=s_aux,
+            query_positions=positions,
+            query_chunk_size=self.query_chunk_size if chunk is None else chunk,
+            extras=kwargs,
+            raise_on_nonfinite=self.raise_on_nonfinite,
+        )
+
+    def mask_for(self, call: CallPlan) -> Mask:
+        """The stack's mask ``[B, Hq, Q, K]``: empty, then each masker's ``add_mask``."""
+        mask = Mask.empty(call.shape, call.device, torch.float32)
+        for position, masker in enumerate(self.maskers):
+            mask = masker.add_mask(call.for_masker(position, self._tags[position]), mask)
+        return mask
+
     def compute_mask(
         self,
         queries: torch.Tensor,
@@ -134,19 +207,19 @@ class ResearchAttention:
         dropout: float = 0.0,
         **kwargs: Any,
     ) -> Mask:
-        """The stack's mask ``[B, Hq, Q, K]``: empty, then each masker's ``add_mask``."""
-        shape = ResearchMasker.mask_shape(queries, keys)
-        mask = Mask.empty(shape, queries.device, torch.float32)
-        meta: dict[Any, Any] = {} if sparse_meta_data is None else sparse_meta_data
-        kwargs = dict(kwargs)
-        kwargs["layer_idx"] = layer_idx
-        if self.query_chunk_size is not None:
-            kwargs.setdefault("query_chunk_size", self.query_chunk_size)
-        for masker in self.maskers:
-            mask = masker.add_mask(
-                keys, queries, values, attention_mask, scaling, dropout, meta, mask, **kwargs
-            )
-        return mask
+        """The stack's mask for raw inputs (builds the plan; see :meth:`mask_for`)."""
+        call = self.plan(
+            queries,
+            keys,
+            values,
+            attention_mask,
+            scaling,
+            dropout,
+            sparse_meta_data,
+            layer_idx,
+            **kwargs,
+        )
+        return self.mask_for(call)
 
     # ------------------------------------------------------------------ attention
     def custom_attention(
@@ -164,57 +237,54 @@ class ResearchAttention:
         """transformers attention function: returns ``(out [B, Q, Hq, D], None)``.
 
         ``queries [B, Hq, Q, D]``, ``keys``/``values`` ``[B, Hkv, K, D]``; ``attention_mask``
-        additive float ``[B, 1, Q, K]``, bool (True = attend) or None. ``layer_idx`` is
+        additive float ``[B|1, 1, Q|1, K]``, bool (True = attend) or None. ``layer_idx`` is
         ``module.layer_idx`` when a module is given, else ``kwargs["layer_idx"]``.
-        ``kwargs["s_aux"]`` (``[Hq]``) adds gpt-oss style sink logits. Other kwargs reach
-        the maskers.
+        ``kwargs["s_aux"]`` (``[Hq]``) adds gpt-oss style sink logits,
+        ``kwargs["query_positions"]`` gives each query's key position (default: the last Q
+        keys). Other kwargs reach the maskers as ``call.extras``.
         """
+        layer_idx = kwargs.pop("layer_idx", None)
         if module is not None and getattr(module, "layer_idx", None) is not None:
             layer_idx = module.layer_idx
-        else:
-            layer_idx = kwargs.get("layer_idx")
-        kwargs = {key: v for key, v in kwargs.items() if key != "layer_idx"}
-        s_aux = kwargs.pop("s_aux", None)
-        if scaling is None:
-            scaling = 1.0 / math.sqrt(queries.shape[-1])
         if sparse_meta_data is None:
             sparse_meta_data = {}
-        additive = normalize_attention_mask(attention_mask, keys.shape[2])
-        mask = self.compute_mask(
+        call = self.plan(
             queries,
             keys,
             values,
-            additive,
+            attention_mask,
             scaling,
+            dropout,
             sparse_meta_data,
             layer_idx,
-            dropout=dropout,
             **kwargs,
         )
-        chunk = kwargs.get("query_chunk_size", self.query_chunk_size)
-        out = masked_attention(
-            queries,
-            keys,
-            values,
-            mask,
-            scaling=scaling,
-            attention_mask=additive,
-            s_aux=s_aux,
-            dropout=dropout,
-            query_chunk_size=chunk,
-        )
-        logger = MicroMetricLogger.active()
-        if logger is not None and logger.should_record():
-            logger.record_attention(
+        if self.maskers:
+            mask = self.mask_for(call)
+            if mask.representation == "empty" and not self._told_empty and mask.numel():
+                self._told_empty = True
+                logger.warning(
+                    "the masker stack %s selected no key (layer %s): attention over nothing "
+                    "gives output 0 (it is never run dense); check the maskers' sizes",
+                    self._tags,
+                    layer_idx,
+                )
+        else:
+            mask = Mask.full(call.shape, call.device, torch.float32)  # no maskers = dense
+        out, backend = run_attention(call, mask, self.backend)
+        metrics = MicroMetricLogger.active()
+        if metrics is not None and metrics.should_record():
+            metrics.record_attention(
                 layer_idx,
-                queries,
-                keys,
-                values,
+                call.queries,
+                call.keys,
+                call.values,
                 mask,
                 out,
-                scaling=scaling,
-                attention_mask=additive,
-                s_aux=s_aux,
-                query_chunk_size=chunk,
+                scaling=call.scaling,
+                attention_mask=call.attention_mask,
+                s_aux=call.s_aux,
+                query_chunk_size=call.requested_chunk_rows,
+                backend=backend,
             )
         return out.transpose(1, 2).contiguous(), None

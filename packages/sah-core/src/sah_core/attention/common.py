@@ -64,19 +64,24 @@ def attended_key_limit(attention_mask: torch.Tensor | None, key_len: int) -> int
     return int(nonzero[-1, 0]) + 1
 
 
-def query_chunk_size(kwargs: dict[str, Any], rows_width: int) -> int:
-    """Rows per query chunk: ``kwargs["query_chunk_size"]`` or what fits the default budget.
-
-    ``rows_width`` is the number of elements one query row contributes (``B * H * K``).
-    """
-    requested = kwargs.get("query_chunk_size")
+def plan_chunk_rows(requested: int | None, row_elements: int) -> int:
+    """Rows per query chunk: ``requested`` when given, else what keeps one working tensor of
+    ``row_elements`` elements per row near :data:`DEFAULT_CHUNK_ELEMENTS`. The one place the
+    chunk formula lives (``CallPlan`` and every attention path use it)."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise ValueError(
                 f"query_chunk_size={requested!r} is not allowed: use a positive int or None"
             )
         return requested
-    return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, rows_width))
+    return max(1, DEFAULT_CHUNK_ELEMENTS // max(1, row_elements))
+
+
+def query_chunk_size(kwargs: dict[str, Any], rows_width: int) -> int:
+    """Rows per query chunk from the old ``**kwargs`` (``kwargs["query_chunk_size"]`` or the
+    default budget); ``rows_width`` is what one query row contributes (``B * H * K``).
+    New code reads ``CallPlan.query_chunks()`` instead."""
+    return plan_chunk_rows(kwargs.get("query_chunk_size"), rows_width)
 
 
 def query_positions(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from sah_core.attention.common import DEFAULT_CHUNK_ELEMENTS, attended_key_limit, grouped_scores
+from sah_core.attention.common import attended_key_limit, grouped_scores, plan_chunk_rows
 from sah_core.attention.index_form import grouped_probs_values
 from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
@@ -70,7 +70,7 @@ def dense_mask_attention(
     b, hq, q, _ = queries.shape
     k = keys.shape[2]
     out = torch.empty((b, hq, q, values.shape[-1]), dtype=queries.dtype, device=queries.device)
-    chunk = query_chunk_size or max(1, DEFAULT_CHUNK_ELEMENTS // max(1, b * hq * k))
+    chunk = plan_chunk_rows(query_chunk_size, b * hq * k)
     for start in range(0, q, chunk):
         end = min(q, start + chunk)
         mask_chunk = None if attention_mask is None else attention_mask[:, :, start:end]

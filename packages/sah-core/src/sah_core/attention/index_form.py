@@ -5,15 +5,12 @@ every row ``(b, h, q)``, the softmax over the selected keys only, with logit
 ``scaling * q . k_j + attention_mask[j] - log(w_j)`` (importance weight ``1/w_j``), plus an
 optional sink logit per head in the denominator, and returns ``[B, Hq, Q, D]``.
 
-Kernel hook
------------
-This module is where a fused kernel plugs in. ``register_index_attention_backend(fn)``
-installs a callable with this function's signature (``weights`` may be None: a binary
-mask, weight 1 at every non-padding index) that returns the output tensor, or
-``None`` when it cannot handle the call (wrong device, dropout, ...); backends are tried
-most-recent first, then the torch reference below runs. With ``backend="auto"`` and CUDA
-tensors the Triton decode kernel of :mod:`sah_core.kernels.dispatch` is also tried when it is
-importable (the attention mask is folded into the indices when it only forbids keys).
+Backends
+--------
+Which implementation runs is chosen by the one backend layer,
+:mod:`sah_core.attention.backends` (user-supplied, Triton, torch reference).
+``register_index_attention_backend(fn)`` is the older hook (a callable with this function's
+signature returning the output or None to decline); it now installs ``fn`` in that layer.
 ``backend="reference"`` forces the torch path (tests compare against it).
 
 Torch reference
@@ -27,37 +24,58 @@ Two exact strategies, chosen per call by expected cost:
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 
-from sah_core.attention.common import DEFAULT_CHUNK_ELEMENTS, grouped_scores
+from sah_core.attention.common import grouped_scores, plan_chunk_rows
 from sah_core.attention.softmax import apply_dropout, softmax_with_sink
-
-logger = logging.getLogger(__name__)
-
-#: Calls with more query rows than this never go to the Triton *decode* kernel.
-TRITON_DECODE_MAX_QUERIES = 64
 
 #: Index lists at least this long are sorted before the gather path copies their rows.
 SORT_BEFORE_GATHER_MIN = 512
 
 IndexAttentionBackend = Callable[..., torch.Tensor | None]
-_backends: list[IndexAttentionBackend] = []
+
+
+def _backend_name(backend: IndexAttentionBackend) -> str:
+    return f"index:{getattr(backend, '__qualname__', type(backend).__name__)}@{id(backend):x}"
 
 
 def register_index_attention_backend(backend: IndexAttentionBackend) -> IndexAttentionBackend:
-    """Install a backend tried before the torch reference (usable as a decorator)."""
-    _backends.insert(0, backend)
+    """Install an index-form backend ``fn(queries, keys, values, indices, weights, *,
+    scaling, attention_mask, s_aux, dropout, query_chunk_size) -> Tensor | None`` in the
+    backend layer (tried before the built-ins; usable as a decorator). New code:
+    :func:`sah_core.attention.backends.register_attention_backend`."""
+    from sah_core.attention.backends import register_attention_backend
+
+    def adapted(call: Any, mask: Any) -> torch.Tensor | None:
+        if mask.representation != "index":
+            return None
+        indices, weights = mask.index_view()
+        out: torch.Tensor | None = backend(
+            call.queries,
+            call.keys,
+            call.values,
+            indices,
+            weights,
+            scaling=call.scaling,
+            attention_mask=call.attention_mask,
+            s_aux=call.s_aux,
+            dropout=call.dropout,
+            query_chunk_size=call.requested_chunk_rows,
+        )
+        return out
+
+    register_attention_backend(_backend_name(backend), adapted)
     return backend
 
 
 def unregister_index_attention_backend(backend: IndexAttentionBackend) -> None:
     """Remove a backend installed with :func:`register_index_attention_backend`."""
-    if backend in _backends:
-        _backends.remove(backend)
+    from sah_core.attention.backends import unregister_attention_backend
+
+    unregister_attention_backend(_backend_name(backend))
 
 
 def index_attention(
@@ -85,34 +103,36 @@ def index_attention(
     """
     if backend not in ("auto", "reference"):
         raise ValueError(f"backend={backend!r} is not allowed: use 'auto' or 'reference'")
-    if backend == "auto":
-        call = dict(
+    if backend == "reference":
+        return index_attention_reference(
+            queries,
+            keys,
+            values,
+            indices,
+            weights,
             scaling=scaling,
             attention_mask=attention_mask,
             s_aux=s_aux,
             dropout=dropout,
             query_chunk_size=query_chunk_size,
         )
-        for candidate in _backends:
-            out = candidate(queries, keys, values, indices, weights, **call)
-            if out is not None:
-                return out
-        if queries.is_cuda:
-            out = _try_triton_decode(queries, keys, values, indices, weights, **call)
-            if out is not None:
-                return out
-    return index_attention_reference(
+    from sah_core.attention.backends import run_attention
+    from sah_core.call_plan import CallPlan
+    from sah_core.mask import Mask
+
+    shape = (*indices.shape[:3], keys.shape[2])
+    mask = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
+    call = CallPlan.build(
         queries,
         keys,
         values,
-        indices,
-        weights,
-        scaling=scaling,
-        attention_mask=attention_mask,
-        s_aux=s_aux,
+        attention_mask,
+        scaling,
         dropout=dropout,
+        s_aux=s_aux,
         query_chunk_size=query_chunk_size,
     )
+    return run_attention(call, mask)[0]
 
 
 def index_attention_reference(
@@ -129,23 +149,55 @@ def index_attention_reference(
     query_chunk_size: int | None = None,
 ) -> torch.Tensor:
     """The torch path of :func:`index_attention` (exact; picks gather or dense-chunk)."""
+    return index_attention_reference_named(
+        queries,
+        keys,
+        values,
+        indices,
+        weights,
+        scaling=scaling,
+        attention_mask=attention_mask,
+        s_aux=s_aux,
+        dropout=dropout,
+        query_chunk_size=query_chunk_size,
+    )[0]
+
+
+def index_attention_reference_named(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor | None,
+    *,
+    scaling: float,
+    attention_mask: torch.Tensor | None = None,
+    s_aux: torch.Tensor | None = None,
+    dropout: float = 0.0,
+    query_chunk_size: int | None = None,
+) -> tuple[torch.Tensor, str]:
+    """:func:`index_attention_reference` plus the strategy that ran (for the metrics)."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     width = indices.shape[-1]
     out = torch.empty((b, hq, q, values.shape[-1]), dtype=queries.dtype, device=queries.device)
-    if q == 0:
-        return out
     group = hq // hkv
     use_gather = 2 * group * q * width <= k or 16 * width <= k
+    name = "reference/gather" if use_gather else "reference/dense-chunk"
+    if q == 0:
+        return out, name
     if use_gather:
-        per_row = max(1, b * hq * max(width, 1) * d)
-        chunk = query_chunk_size or max(1, 4 * DEFAULT_CHUNK_ELEMENTS // per_row)
+        # the gathered [.., L, D] rows are the working tensor (a 4x larger budget: no K axis)
+        chunk = plan_chunk_rows(query_chunk_size, max(1, b * hq * max(width, 1) * d) // 4)
     else:
-        chunk = query_chunk_size or max(1, DEFAULT_CHUNK_ELEMENTS // max(1, b * hq * k))
+        chunk = plan_chunk_rows(query_chunk_size, b * hq * k)
+    step = _gather_chunk if use_gather else _dense_chunk
+    if chunk >= q:
+        out = step(queries, keys, values, indices, weights, scaling, attention_mask, s_aux, dropout)
+        return out, name
     for start in range(0, q, chunk):
         end = min(q, start + chunk)
         mask_chunk = None if attention_mask is None else attention_mask[:, :, start:end]
-        step = _gather_chunk if use_gather else _dense_chunk
         out[:, :, start:end] = step(
             queries[:, :, start:end],
             keys,
@@ -157,7 +209,7 @@ def index_attention_reference(
             s_aux,
             dropout,
         )
-    return out
+    return out, name
 
 
 def _add_importance_bias(
@@ -257,40 +309,3 @@ def _dense_chunk(
     dense_probs = scores if scores.dtype == values.dtype else scores.to(values.dtype)
     dense_probs.zero_().scatter_add_(-1, safe, probs.to(values.dtype))
     return grouped_probs_values(dense_probs, values).to(queries.dtype)
-
-
-def _try_triton_decode(
-    queries: torch.Tensor,
-    keys: torch.Tensor,
-    values: torch.Tensor,
-    indices: torch.Tensor,
-    weights: torch.Tensor | None,
-    **call: Any,
-) -> torch.Tensor | None:
-    """The Triton sparse-decode kernel when it applies; None to fall back to torch."""
-    if call["dropout"] > 0.0 or queries.shape[2] > TRITON_DECODE_MAX_QUERIES:
-        return None  # prefill-sized calls stay on the chunked torch path
-    if keys.dtype != queries.dtype or values.dtype != queries.dtype:
-        return None
-    if weights is None:
-        weights = (indices >= 0).to(queries.dtype)
-    try:
-        from sah_core.kernels.dispatch import sparse_decode_attention
-    except ImportError:
-        return None
-    attention_mask = call["attention_mask"]
-    if attention_mask is not None:
-        full_shape = (*indices.shape[:3], attention_mask.shape[-1])
-        bias = attention_mask.expand(full_shape).gather(-1, indices.clamp(min=0)).float()
-        forbidden = torch.isneginf(bias) | (bias <= torch.finfo(bias.dtype).min / 2)
-        if not bool(((bias == 0) | forbidden).all()):
-            return None  # a finite non-zero bias cannot be folded into the kernel's inputs
-        indices = indices.masked_fill(forbidden, -1)
-        weights = weights.masked_fill(forbidden, 0.0)
-    try:
-        return sparse_decode_attention(
-            queries, keys, values, indices, weights, call["scaling"], call["s_aux"]
-        )
-    except (ValueError, RuntimeError) as error:
-        logger.debug("Triton sparse decode declined (%s); using the torch reference", error)
-        return None

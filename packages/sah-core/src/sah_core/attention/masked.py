@@ -1,11 +1,11 @@
-"""Attention under a :class:`~sah_core.mask.Mask`: dispatch on its representation."""
+"""Attention under a :class:`~sah_core.mask.Mask` (through the backend layer)."""
 
 from __future__ import annotations
 
 import torch
 
-from sah_core.attention.dense import dense_attention, dense_mask_attention
-from sah_core.attention.index_form import index_attention
+from sah_core.attention.backends import run_attention
+from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
 
 
@@ -20,44 +20,28 @@ def masked_attention(
     s_aux: torch.Tensor | None = None,
     dropout: float = 0.0,
     query_chunk_size: int | None = None,
+    backend: str = "auto",
 ) -> torch.Tensor:
-    """``[B, Hq, Q, D]`` attention output under ``mask`` (additive ``attention_mask`` already
-    normalised). Empty and full masks mean dense attention; index form goes through
-    :func:`~sah_core.attention.index_form.index_attention`."""
-    kind = mask.representation
-    if kind in ("empty", "full"):
-        return dense_attention(
-            queries,
-            keys,
-            values,
-            scaling=scaling,
-            attention_mask=attention_mask,
-            s_aux=s_aux,
-            dropout=dropout,
-            query_chunk_size=query_chunk_size,
-        )
-    if kind == "index":
-        indices, weights = mask.index_view()  # weights None: binary mask
-        return index_attention(
-            queries,
-            keys,
-            values,
-            indices,
-            weights,
-            scaling=scaling,
-            attention_mask=attention_mask,
-            s_aux=s_aux,
-            dropout=dropout,
-            query_chunk_size=query_chunk_size,
-        )
-    return dense_mask_attention(
+    """``[B, Hq, Q, D]`` attention output under ``mask``.
+
+    A full mask is dense attention; an **empty mask attends nothing** (output 0, the same as
+    a row of an index mask with no key); index form and dense weights go through
+    :func:`~sah_core.attention.backends.run_attention`. Inputs are checked as in
+    :meth:`CallPlan.build`.
+    """
+    call = CallPlan.build(
         queries,
         keys,
         values,
-        mask._dense_view(),
-        scaling=scaling,
-        attention_mask=attention_mask,
-        s_aux=s_aux,
+        attention_mask,
+        scaling,
         dropout=dropout,
+        s_aux=s_aux,
         query_chunk_size=query_chunk_size,
     )
+    if mask.shape != call.shape:
+        raise ValueError(
+            f"mask.shape={mask.shape} is not allowed: it must be the call's [B, Hq, Q, K] = "
+            f"{call.shape}"
+        )
+    return run_attention(call, mask, backend)[0]

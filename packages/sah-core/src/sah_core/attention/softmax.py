@@ -9,12 +9,17 @@ def softmax_with_sink(logits: torch.Tensor, s_aux: torch.Tensor | None) -> torch
     """Softmax over the last dim of fp32 ``logits [B, H, Qc, N]`` (``-inf`` = absent key).
 
     ``s_aux`` (``[H]``, gpt-oss style attention sinks) adds one extra logit per head to the
-    denominator only. A row with no finite logit and no sink gets all-zero probabilities
-    (an output of 0) instead of NaN.
+    denominator only. A row whose every logit is ``-inf`` (nothing attended) and that has no
+    sink gets all-zero probabilities (output 0); a NaN logit propagates to its row, as in
+    dense attention.
     """
     if s_aux is None:
-        # NaN appears only in rows without any finite logit; those rows attend nothing
-        return torch.softmax(logits, dim=-1).nan_to_num_(0.0)
+        probs = torch.softmax(logits, dim=-1)
+        if logits.shape[-1] == 0:
+            return probs
+        # only fully masked rows (max = -inf) become 0; amax propagates NaN, so a row that
+        # holds a NaN score keeps its NaN, as dense attention does
+        return probs.masked_fill_(torch.isneginf(logits.amax(-1, keepdim=True)), 0.0)
     b, h, q, _ = logits.shape
     sink = s_aux.to(device=logits.device, dtype=logits.dtype).view(1, -1, 1, 1)
     with_sink = torch.cat([logits, sink.expand(b, h, q, 1)], dim=-1)

@@ -1,15 +1,17 @@
 """Base classes of the research maskers, and how a new masker plugs in.
 
 A masker is a pair (config dataclass, masker class) in one file
-``sah_core/maskers/<name>.py`` plus one entry-point line in ``packages/sah-core/pyproject.toml``::
+``sah_core/maskers/<name>.py`` plus one entry-point line in the package's pyproject::
 
     [project.entry-points."sah.maskers"]
     quest = "sah_core.maskers.quest:QuestTopKMasker"
 
-The entry point names the *masker* class; the masker names its config through the class
-attribute ``config_type``. The registry (:mod:`sah_core.maskers.registry`) maps the config
-class name (the ``"type"`` tag of ``to_dict()``) to the pair. A downstream package adds its own
-maskers the same way, in its own pyproject; ``register_masker(cls)`` does it at run time.
+Defining the classes registers them: a config subclass registers its JSON tag
+(``type_tag``, default the class name; the class name and ``legacy_tags`` always load too),
+and a masker class that sets ``config_type`` binds itself to that config
+(``ConfigClass.masker_class``). The entry point only makes the registry import the module
+of a plug-in that nothing imported yet. ``register_masker(cls)`` rebinds at run time.
+A step-by-step page is ``docs/writing_a_masker.md``.
 
 What to subclass
 ----------------
@@ -17,64 +19,54 @@ What to subclass
   which already has ``heavy_size``, or
   :class:`~sah_core.maskers.sampling_base.SamplingMaskerConfig`) as a ``@dataclass``; override
   ``validate()`` and call the ``check_*`` helpers below (they raise ``ValueError`` naming the
-  field, the value and the allowed range). ``validate()`` runs in ``__post_init__``, so a bad
-  config fails at construction. Call ``super().validate()`` first.
-* Top-k masker (HashAttention, Double Sparsity, Quest, SOCKET, PQCache, oracle top-k):
-  subclass :class:`~sah_core.maskers.topk_base.TopKMasker`, set ``config_type`` and override
-  only ``key_scores(...)`` (a float score per key ``[B, Hq, Qc, K']``, higher = keep), and
-  optionally ``prepare(...)`` (work done once per call, e.g. hashing / summarising the keys;
-  its return value reaches ``key_scores`` as ``state``) and ``budget(key_len)``. The base
-  resolves the budget (``heavy_size``: int count or float fraction; ``>= K`` gives a full
-  mask), works in query chunks, never selects a key already in ``previous_mask`` or one the
-  additive ``attention_mask`` forbids, and emits index form. Page-level methods (Quest)
-  return page scores expanded to keys with ``expand_page_scores``.
-* Sampling masker (MagicPig, random sampling, vAttention): subclass
-  :class:`~sah_core.maskers.sampling_base.SamplingMasker` and override
-  ``keep_probabilities(...)`` (probability in ``[0, 1]`` that each key of the chunk is kept);
-  override ``sample_chunk`` only when the draw itself is special. The base draws, packs the
-  kept keys into index form with weight = keep probability (attention multiplies their
-  exp-score by ``1/p``) and merges. At most one sampling masker per stack.
-* Anything else: subclass :class:`ResearchMasker` and implement ``add_mask``; positional
-  patterns subclass :class:`FixedMasker` and return indices from ``fixed_indices``.
+  field, the value and the allowed range). ``validate()`` runs at construction and again on
+  every later field assignment (a bad assignment raises and is undone).
+* Top-k masker: subclass :class:`~sah_core.maskers.topk_base.TopKMasker`, set
+  ``config_type`` and override only ``key_scores(call, chunk, state)``, optionally
+  ``prepare(call)`` and ``budget(key_len)``.
+* Sampling masker: subclass :class:`~sah_core.maskers.sampling_base.SamplingMasker` and
+  override ``keep_probabilities(call, chunk, population, previous)``.
+* Anything else: subclass :class:`ResearchMasker` and implement ``add_mask(call, previous)``;
+  positional patterns subclass :class:`FixedMasker` and return indices from ``fixed_indices``.
 
 The call
 --------
-``add_mask(keys, queries, values, attention_mask, scaling, dropout, sparse_meta_data,
-previous_mask, **kwargs) -> Mask`` with ``queries [B, Hq, Q, D]``, ``keys``/``values``
-``[B, Hkv, K, D]`` (``Hq`` a multiple of ``Hkv``: query head ``h`` reads KV head
-``h // (Hq // Hkv)``), ``attention_mask`` additive float ``[B, 1, Q, K]`` (or bool, True =
-attend, or None) and ``previous_mask`` of logical shape ``[B, Hq, Q, K]``. Return a **new**
-mask, normally ``previous_mask.merge(mine)``; never mutate ``previous_mask``, the inputs or
-tensors obtained from them with ``copy=False``.
+``add_mask(call, previous) -> Mask``: ``call`` is the :class:`~sah_core.call_plan.CallPlan`
+of this layer call (queries, keys, values, normalised additive mask, scaling, layer index,
+query positions, query-chunk plan, key validity / left padding, and ``call.state``: this
+masker's own state dict, keyed by layer and position in the stack); ``previous`` has logical
+shape ``[B, Hq, Q, K]``. Return a **new** mask, normally ``previous.merge(mine)``; never
+mutate ``previous``, the inputs or tensors obtained from them with ``copy=False``.
 
-``kwargs`` may hold:
-* ``layer_idx`` (int | None) -- the decoder layer; key per-layer state with it;
-* ``query_positions`` -- absolute key position of each query (``[Q]``); when absent the
-  queries are the last Q keys (read it with :func:`sah_core.attention.common.query_positions`);
-* ``query_chunk_size`` -- rows per query chunk (tests force small chunks);
-* anything transformers passes (ignore what you do not know).
+Deprecated (until 0.3): the old keyword signature ``add_mask(keys, queries, values,
+attention_mask, scaling, dropout, sparse_meta_data, previous_mask, **kwargs)``. A masker that
+still defines it keeps working (the base class adapts the call and warns once with a
+``DeprecationWarning``), and calling a ported masker the old way also works and warns.
 
 State
 -----
-State kept between calls of one request (key signatures, page summaries, centroids) lives in
-``sparse_meta_data``, a dict owned by the request. Use ``self.layer_state(sparse_meta_data,
-kwargs.get("layer_idx"))``: it returns ``sparse_meta_data[layer_idx][<config type name>]``,
-a dict created on first use. Never keep per-request state on the masker object itself.
+State kept between calls of one request lives in ``call.state`` (a dict inside the request's
+``sparse_meta_data``, never on the masker object). Keys that ``call.key_valid`` marks invalid
+(left padding) must not enter summaries, so a batched request equals its rows one by one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import logging
 import math
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Self
 
 import torch
 
-from sah_core.attention.common import query_positions
+from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
+from sah_core.maskers import registry
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +78,10 @@ def _describe(owner: object, field: str) -> str:
     return f"{name}.{field}"
 
 
+#: Largest int size a config accepts (2**31 - 1 keys: longer than any context).
+MAX_SIZE = 2**31 - 1
+
+
 def check_size(owner: object, field: str, value: object, *, allow_zero: bool = True) -> None:
     """A size: ``int >= 0`` (absolute count) or ``float`` in ``(0, 1]`` (fraction of K)."""
     where = _describe(owner, field)
@@ -95,6 +91,11 @@ def check_size(owner: object, field: str, value: object, *, allow_zero: bool = T
             "(fraction of the key length)"
         )
     if isinstance(value, int):
+        if value > MAX_SIZE:
+            raise ValueError(
+                f"{where}={value!r} is not allowed: an int size must be <= {MAX_SIZE} (no key "
+                "sequence is longer); use a float in (0, 1] for a fraction of the keys"
+            )
         if value < (0 if allow_zero else 1):
             raise ValueError(
                 f"{where}={value!r} is not allowed: an int size must be >= {0 if allow_zero else 1}"
@@ -109,13 +110,14 @@ def check_size(owner: object, field: str, value: object, *, allow_zero: bool = T
 
 def check_selection_size(owner: object, field: str, value: object) -> None:
     """:func:`check_size` for the size of what a masker selects, warning on 0: such a masker
-    selects nothing, and a stack whose final mask is empty runs dense attention, so a
-    forgotten size would otherwise pass unnoticed."""
+    selects nothing (a stack that selects nothing attends nothing, output 0, and never falls
+    back to dense), so a forgotten size would otherwise pass unnoticed."""
     check_size(owner, field, value)
     if value == 0:
         logger.warning(
-            "%s=0: this masker selects no keys (a stack that selects nothing runs dense "
-            "attention); set a count or a fraction of the key length",
+            "%s=0: this masker selects no keys (a stack that selects nothing attends nothing "
+            "and gives output 0; it is never run dense); set a count or a fraction of the key "
+            "length",
             _describe(owner, field),
         )
 
@@ -175,19 +177,53 @@ def resolve_size(value: int | float, key_len: int) -> int:
 class MaskerConfig:
     """Base of every masker config: a dataclass with a JSON-safe ``to_dict``.
 
-    ``to_dict()`` returns ``{"type": <class name>, <field>: <value>, ...}``;
-    ``MaskerConfig.from_dict(d)`` finds the class by the tag through the registry, while
-    ``SomeConfig.from_dict(d)`` accepts its own tag (or none).
+    ``to_dict()`` returns ``{"type": <type_tag>, <field>: <value>, ...}``;
+    ``MaskerConfig.from_dict(d)`` finds the class by its tag (the class name and
+    ``legacy_tags`` are accepted too), while ``SomeConfig.from_dict(d)`` also accepts no tag.
     """
+
+    #: Stable JSON tag (default: the class name); renaming the class does not change it.
+    type_tag: ClassVar[str] = "MaskerConfig"
+    #: Older tags that still load (the class name is always accepted).
+    legacy_tags: ClassVar[tuple[str, ...]] = ()
+    #: The masker built from this config (bound when the masker class is defined).
+    masker_class: ClassVar[type[ResearchMasker] | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "type_tag" not in cls.__dict__:
+            cls.type_tag = cls.__name__
+        if "masker_class" not in cls.__dict__:
+            cls.masker_class = None  # a subclass config is not its parent's masker's config
+        registry.register_config(cls)
 
     def __post_init__(self) -> None:
         self.validate()
+        object.__setattr__(self, "_sah_validated", True)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # After construction every assignment is validated at once (and undone when bad), so
+        # a mutated config fails here, naming the field, instead of deep inside torch later.
+        if not self.__dict__.get("_sah_validated"):
+            object.__setattr__(self, name, value)
+            return
+        missing = object()
+        old = self.__dict__.get(name, missing)
+        object.__setattr__(self, name, value)
+        try:
+            self.validate()
+        except ValueError:
+            if old is missing:
+                object.__delattr__(self, name)
+            else:
+                object.__setattr__(self, name, old)
+            raise
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid field; subclasses extend it."""
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"type": type(self).__name__}
+        data: dict[str, Any] = {"type": type(self).type_tag}
         for field in dataclasses.fields(self):
             data[field.name] = _to_json_value(getattr(self, field.name))
         return data
@@ -198,13 +234,22 @@ class MaskerConfig:
             raise ValueError(f"data={data!r} is not allowed: expected a dict from to_dict()")
         tag = data.get("type")
         payload = {k: v for k, v in data.items() if k != "type"}
-        if tag is None or tag == cls.__name__:
-            if cls is MaskerConfig:
-                raise ValueError("data['type'] is missing: a masker config dict needs its tag")
+        if tag is None and cls is not MaskerConfig:
             return cls._from_fields(payload)
-        from sah_core.maskers.registry import config_class_for
-
-        target = config_class_for(str(tag))
+        if tag is None:
+            raise ValueError(
+                "data['type'] is missing: a masker config dict needs its tag (known: "
+                f"{registry.known_tags()})"
+            )
+        if not isinstance(tag, str):
+            raise ValueError(f"data['type']={tag!r} is not allowed: the tag is a string")
+        target = registry.config_class_for(tag)
+        if target.masker_class is None:
+            raise ValueError(
+                f"data['type']={tag!r} is not allowed: it names the base config class "
+                f"{target.__name__}, which has no masker; use a concrete masker's tag (known: "
+                f"{registry.known_tags()})"
+            )
         if not issubclass(target, cls):
             raise ValueError(
                 f"data['type']={tag!r} is not allowed here: it is not a {cls.__name__}"
@@ -222,6 +267,9 @@ class MaskerConfig:
         return cls(**payload)
 
 
+registry.register_config(MaskerConfig)  # so its tag gets the "base class" message
+
+
 def _to_json_value(value: Any) -> Any:
     if isinstance(value, MaskerConfig):
         return value.to_dict()
@@ -232,6 +280,125 @@ def _to_json_value(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.tolist()
     return value
+
+
+# --------------------------------------------------------------------------- old signature
+
+
+_LEGACY_PARAMS = (
+    "keys",
+    "queries",
+    "values",
+    "attention_mask",
+    "scaling",
+    "dropout",
+    "sparse_meta_data",
+    "previous_mask",
+)
+_warned: set[tuple[str, str]] = set()
+
+
+def _warn_once(kind: str, owner: type, message: str) -> None:
+    key = (kind, f"{owner.__module__}.{owner.__qualname__}")
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, DeprecationWarning, stacklevel=4)
+
+
+def uses_old_signature(function: Callable[..., Any]) -> bool:
+    """True when a hook still takes the old leading ``keys, queries, ...`` parameters."""
+    params = list(inspect.signature(function).parameters)
+    return len(params) > 1 and params[1] == "keys"
+
+
+def warn_old_hook(owner: type, hook: str) -> None:
+    """One ``DeprecationWarning`` per class for a base-class hook with the old signature."""
+    _warn_once(
+        hook,
+        owner,
+        f"{owner.__name__}.{hook} uses the old keyword signature, deprecated and supported "
+        "until 0.3: port it to the CallPlan hooks (see docs/writing_a_masker.md)",
+    )
+
+
+def plan_from_old_arguments(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[CallPlan, Mask]:
+    """``(call, previous)`` from the old positional/keyword ``add_mask`` arguments."""
+    bound = dict(zip(_LEGACY_PARAMS, args, strict=False))
+    extra = dict(kwargs)
+    for name in _LEGACY_PARAMS:
+        if name in extra:
+            bound[name] = extra.pop(name)
+    missing = [name for name in _LEGACY_PARAMS if name not in bound]
+    if missing:
+        raise TypeError(f"add_mask() is missing {missing}: call add_mask(call, previous)")
+    call = CallPlan.build(
+        bound["queries"],
+        bound["keys"],
+        bound["values"],
+        bound["attention_mask"],
+        bound["scaling"],
+        layer_idx=extra.pop("layer_idx", None),
+        sparse_meta_data=bound["sparse_meta_data"],
+        dropout=bound["dropout"],
+        query_positions=extra.pop("query_positions", None),
+        query_chunk_size=extra.pop("query_chunk_size", None),
+        extras=extra,
+    )
+    return call, bound["previous_mask"]
+
+
+def _entry_for_new(impl: Callable[..., Mask]) -> Callable[..., Mask]:
+    """``add_mask(call, previous)``; an old-style positional call is adapted and warned."""
+
+    @functools.wraps(impl)
+    def add_mask(self: ResearchMasker, *args: Any, **kwargs: Any) -> Mask:
+        if (args and isinstance(args[0], CallPlan)) or "call" in kwargs:
+            return impl(self, *args, **kwargs)
+        _warn_once(
+            "caller",
+            type(self),
+            f"{type(self).__name__}.add_mask(keys, queries, values, ...) is deprecated: build "
+            "a CallPlan (CallPlan.build(queries, keys, values, ...)) and call "
+            "add_mask(call, previous)",
+        )
+        call, previous = plan_from_old_arguments(args, kwargs)
+        return impl(self, call, previous)
+
+    add_mask._sah_entry = True  # type: ignore[attr-defined]
+    return add_mask
+
+
+def _entry_for_old(impl: Callable[..., Mask]) -> Callable[..., Mask]:
+    """A masker still written against the old signature, called with a plan."""
+
+    @functools.wraps(impl)
+    def add_mask(self: ResearchMasker, *args: Any, **kwargs: Any) -> Mask:
+        if args and isinstance(args[0], CallPlan):
+            call: CallPlan = args[0]
+            previous = args[1] if len(args) > 1 else kwargs["previous"]
+            _warn_once(
+                "masker",
+                type(self),
+                f"{type(self).__name__}.add_mask uses the old keyword signature, deprecated "
+                "and supported until 0.3: port it to add_mask(call, previous) (see "
+                "docs/writing_a_masker.md)",
+            )
+            return impl(
+                self,
+                call.keys,
+                call.queries,
+                call.values,
+                call.attention_mask,
+                call.scaling,
+                call.dropout,
+                call.sparse_meta_data,
+                previous,
+                **call.legacy_kwargs(),
+            )
+        return impl(self, *args, **kwargs)
+
+    add_mask._sah_entry = True  # type: ignore[attr-defined]
+    return add_mask
 
 
 # --------------------------------------------------------------------------- maskers
@@ -245,42 +412,44 @@ class ResearchMasker(ABC):
     #: True for maskers whose weights are keep-probabilities (at most one per stack).
     is_sampling: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        impl = cls.__dict__.get("add_mask")
+        if (
+            impl is not None
+            and not getattr(impl, "__isabstractmethod__", False)
+            and not getattr(impl, "_sah_entry", False)
+        ):
+            wrap = _entry_for_old if uses_old_signature(impl) else _entry_for_new
+            cls.add_mask = wrap(impl)  # type: ignore[method-assign]
+        config_type = cls.__dict__.get("config_type")
+        if isinstance(config_type, type) and config_type is not MaskerConfig:
+            registry.bind_masker(config_type, cls, replace=False)
+
     def __init__(self, config: MaskerConfig) -> None:
         if not isinstance(config, self.config_type):
             raise ValueError(
                 f"config={type(config).__name__} is not allowed for {type(self).__name__}: "
                 f"expected a {self.config_type.__name__}"
             )
+        config.validate()  # a config mutated around the checks (e.g. via __dict__) fails here
         self.config = config
 
     @classmethod
     def create_from_config(cls, config: MaskerConfig) -> ResearchMasker:
-        """Build the masker for ``config``; on the base class the registry picks the class."""
-        if cls is ResearchMasker or getattr(cls, "__abstractmethods__", None):
-            from sah_core.maskers.registry import masker_class_for
-
-            return masker_class_for(config)(config)
+        """Build the masker for ``config``; on the base class the config names the class."""
+        if cls is ResearchMasker or inspect.isabstract(cls):
+            return registry.masker_class_for(config)(config)
         return cls(config)
 
     @abstractmethod
-    def add_mask(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Mask,
-        **kwargs: Any,
-    ) -> Mask:
-        """Return a new mask: ``previous_mask`` united with the keys this masker selects."""
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        """Return a new mask: ``previous`` united with the keys this masker selects."""
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def mask_shape(queries: torch.Tensor, keys: torch.Tensor) -> tuple[int, int, int, int]:
-        """``(B, Hq, Q, K)`` after checking the head layout."""
+        """``(B, Hq, Q, K)`` after checking the head layout (new code: ``call.shape``)."""
         if queries.dim() != 4 or keys.dim() != 4:
             raise ValueError(
                 f"queries.dim()={queries.dim()}, keys.dim()={keys.dim()} are not allowed: "
@@ -298,13 +467,16 @@ class ResearchMasker(ABC):
     def query_positions(
         queries: torch.Tensor, keys: torch.Tensor, kwargs: dict[str, Any]
     ) -> torch.Tensor:
-        """Absolute key position of each query ``[Q]`` (see module doc)."""
+        """Absolute key position of each query ``[Q]`` (old kwargs; new: ``call``)."""
+        from sah_core.attention.common import query_positions
+
         return query_positions(queries.shape[2], keys.shape[2], kwargs, queries.device)
 
     def layer_state(
         self, sparse_meta_data: dict[Any, Any], layer_idx: int | None
     ) -> dict[str, Any]:
-        """This masker's state dict for ``layer_idx`` inside ``sparse_meta_data``."""
+        """Deprecated (old signature): ``sparse_meta_data[layer_idx][<config type_tag>]``,
+        shared by every masker of that config type. New code reads ``call.state``."""
         per_layer = sparse_meta_data.setdefault(layer_idx, {})
         state: dict[str, Any] = per_layer.setdefault(type(self.config).__name__, {})
         return state
@@ -324,28 +496,18 @@ class FixedMasker(ResearchMasker):
     def fixed_indices(self, key_len: int, positions: torch.Tensor) -> torch.Tensor | None:
         """Selected key indices per query ``[Q, L]`` or None for "all keys"."""
 
-    def add_mask(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Mask,
-        **kwargs: Any,
-    ) -> Mask:
-        shape = self.mask_shape(queries, keys)
-        if previous_mask.representation == "full":
-            return Mask.full(shape, previous_mask.device, previous_mask.dtype)
-        positions = self.query_positions(queries, keys, kwargs)
-        rows = self.fixed_indices(shape[3], positions)
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        shape = call.shape
+        if previous.representation == "full":
+            return previous
+        rows = self.fixed_indices(shape[3], call.query_positions)
         if rows is None:
-            return Mask.full(shape, previous_mask.device, previous_mask.dtype)
+            return Mask.full(shape, previous.device, previous.dtype)
+        if rows.shape[-1] == 0:
+            return previous  # selects nothing (size 0)
         b, h, q, _ = shape
-        indices = rows.to(device=previous_mask.device).expand(b, h, q, rows.shape[-1])
+        indices = rows.to(device=previous.device).expand(b, h, q, rows.shape[-1])
         mine = Mask.from_index(
-            indices, None, shape, assume_unique=True, validate=False, dtype=previous_mask.dtype
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
-        return previous_mask.merge(mine)
+        return previous.merge(mine)

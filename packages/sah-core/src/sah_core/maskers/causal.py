@@ -7,10 +7,10 @@ arXiv:1706.03762.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 
+from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
 from sah_core.maskers.base import MaskerConfig, ResearchMasker
 
@@ -18,6 +18,8 @@ from sah_core.maskers.base import MaskerConfig, ResearchMasker
 @dataclasses.dataclass
 class CausalMaskerConfig(MaskerConfig):
     """No fields."""
+
+    type_tag = "causal"
 
 
 class CausalMasker(ResearchMasker):
@@ -30,23 +32,14 @@ class CausalMasker(ResearchMasker):
     config_type = CausalMaskerConfig
     config: CausalMaskerConfig
 
-    def add_mask(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Mask,
-        **kwargs: Any,
-    ) -> Mask:
-        shape = self.mask_shape(queries, keys)
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        shape = call.shape
         b, h, q, k = shape
-        positions = self.query_positions(queries, keys, kwargs)
-        if previous_mask.representation == "full" or bool((positions >= k - 1).all()):
-            return Mask.full(shape, previous_mask.device, previous_mask.dtype)
+        if previous.representation == "full" or call.is_decode_like:
+            return Mask.full(shape, previous.device, previous.dtype)
+        positions = call.query_positions
+        if bool((positions >= k - 1).all()):
+            return Mask.full(shape, previous.device, previous.dtype)
         allowed = torch.arange(k, device=positions.device) <= positions.unsqueeze(-1)
-        pattern = allowed.to(previous_mask.dtype).expand(b, h, q, k)
-        return previous_mask.merge(Mask.from_dense(pattern, validate=False))
+        pattern = allowed.to(previous.dtype).expand(b, h, q, k)
+        return previous.merge(Mask.from_dense(pattern, validate=False))

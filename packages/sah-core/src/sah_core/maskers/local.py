@@ -23,6 +23,8 @@ from sah_core.maskers.base import (
 class LocalMaskerConfig(MaskerConfig):
     """``window_size``: int count or float fraction of the key length."""
 
+    type_tag = "local"
+
     window_size: int | float = 0
 
     def validate(self) -> None:

@@ -15,12 +15,15 @@ from typing import Any
 import torch
 
 from sah_core.attention.common import grouped_scores
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 
 @dataclasses.dataclass
 class OracleTopKConfig(TopKMaskerConfig):
     """``heavy_size``: keys per row (int count or float fraction of the key length)."""
+
+    type_tag = "oracle_top_k"
 
 
 class OracleTopK(TopKMasker):
@@ -29,15 +32,5 @@ class OracleTopK(TopKMasker):
     config_type = OracleTopKConfig
     config: OracleTopKConfig
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        return grouped_scores(queries, keys[:, :, :key_limit], scaling)
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        return grouped_scores(chunk.queries, call.keys[:, :, : chunk.key_limit], call.scaling)

@@ -11,10 +11,11 @@ Efficient LLM Generation", ICLR 2025, arXiv:2410.16179. Estimator: Horvitz & Tho
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import torch
 
+from sah_core.call_plan import CallPlan, QueryChunk
+from sah_core.mask import Mask
 from sah_core.maskers.base import check_float
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 
@@ -22,6 +23,8 @@ from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 @dataclasses.dataclass
 class RandomSamplingMaskerConfig(SamplingMaskerConfig):
     """``sampling_rate`` in (0, 1]: keep-probability of every key not already selected."""
+
+    type_tag = "random_sampling"
 
     sampling_rate: float = 1.0
 
@@ -37,12 +40,6 @@ class RandomSamplingMasker(SamplingMasker):
     config: RandomSamplingMaskerConfig
 
     def keep_probabilities(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> torch.Tensor:
-        return torch.full((1, 1, 1, 1), float(self.config.sampling_rate), device=keys.device)
+        return torch.full((1, 1, 1, 1), float(self.config.sampling_rate), device=call.device)

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from sah_core.attention.common import masked_keys, normalize_attention_mask, query_chunk_size
+from sah_core.attention.common import masked_keys
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
-from sah_core.maskers.base import MaskerConfig, ResearchMasker
+from sah_core.maskers.base import MaskerConfig, ResearchMasker, uses_old_signature, warn_old_hook
 from sah_core.maskers.topk_base import exclude_previous
 
 
@@ -46,9 +48,22 @@ def pack_kept(keep: torch.Tensor, probabilities: torch.Tensor) -> tuple[torch.Te
 
 
 class SamplingMasker(ResearchMasker):
-    """Base of the sampling maskers (see module doc). Override ``keep_probabilities``."""
+    """Base of the sampling maskers (see module doc). Override ``keep_probabilities``.
+
+    Hooks: ``keep_probabilities(call, chunk, population, previous)`` and, when the draw
+    itself is special, ``sample_chunk(call, chunk, population, previous)``; ``previous`` is
+    the chunk's rows of the previous mask. The old hook signatures (``keys, queries, values,
+    scaling, population, **kwargs``) still work until 0.3, with a warning.
+    """
 
     is_sampling = True
+    _old_probabilities: bool = False
+    _old_sample: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._old_probabilities = uses_old_signature(cls.keep_probabilities)
+        cls._old_sample = uses_old_signature(cls.sample_chunk)
 
     def sampling_range(self, key_len: int) -> tuple[int, int]:
         """Half-open key range ``[start, end)`` the masker samples from (default: all)."""
@@ -56,98 +71,101 @@ class SamplingMasker(ResearchMasker):
 
     @abstractmethod
     def keep_probabilities(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> torch.Tensor:
         """Probability in ``[0, 1]`` of keeping each key, broadcastable to ``[B, Hq, Qc, K]``.
 
-        ``queries`` is the chunk, ``population`` the bool ``[B, Hq, Qc, K]`` of eligible keys
-        (probabilities outside it are ignored). ``kwargs`` carries ``query_start``,
-        ``attention_mask`` (chunk, additive or None), ``previous_mask`` (chunk) and
-        ``sparse_meta_data``.
+        ``population`` is the bool ``[B, Hq, Qc, K]`` of eligible keys (in range, not in
+        ``previous``, allowed by the attention mask); probabilities outside it are ignored.
         """
 
     def sample_chunk(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw for one chunk -> ``(keep bool [B,Hq,Qc,K], probability [B,Hq,Qc,K])``.
 
         Default: independent Bernoulli(``keep_probabilities``) over the population.
         """
-        probs = self.keep_probabilities(keys, queries, values, scaling, population, **kwargs)
+        probs = self._run_probabilities(call, chunk, population, previous)
         probs = torch.as_tensor(probs, dtype=torch.float32, device=population.device)
         probs = probs.clamp(0.0, 1.0).expand(population.shape)
         draws = torch.rand(population.shape, device=population.device)
         keep = population & (draws < probs)
         return keep, probs
 
-    def add_mask(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Mask,
-        **kwargs: Any,
-    ) -> Mask:
-        shape = self.mask_shape(queries, keys)
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        shape = call.shape
         b, h, q, k = shape
-        if previous_mask.representation == "full" or q == 0 or k == 0:
-            return previous_mask
-        additive = normalize_attention_mask(attention_mask, k)
+        if previous.representation == "full" or q == 0 or k == 0:
+            return previous
         start_key, end_key = self.sampling_range(k)
-        in_range = torch.zeros(k, dtype=torch.bool, device=queries.device)
+        in_range = torch.zeros(k, dtype=torch.bool, device=call.device)
         in_range[max(0, start_key) : max(0, end_key)] = True
-        chunk = query_chunk_size(kwargs, b * h * k)
-        kw = {
-            key: v
-            for key, v in kwargs.items()
-            if key not in ("attention_mask", "query_start", "previous_mask")
-        }
         idx_parts: list[torch.Tensor] = []
         w_parts: list[torch.Tensor] = []
-        for start in range(0, q, chunk):
-            end = min(q, start + chunk)
-            prev_chunk = previous_mask.query_slice(start, end)
-            mask_chunk = None if additive is None else additive[:, :, start:end]
+        for chunk in call.query_chunks():
+            prev_chunk = previous.query_slice(chunk.start, chunk.end)
             # population = in range, not already selected, not forbidden
-            blocked = torch.zeros((b, h, end - start, k), device=queries.device)
+            blocked = torch.zeros((b, h, chunk.rows, k), device=call.device)
             exclude_previous(blocked, prev_chunk)
             population = torch.isfinite(blocked) & in_range
-            if mask_chunk is not None:
-                population &= ~masked_keys(mask_chunk)
-            keep, probs = self.sample_chunk(
-                keys,
-                queries[:, :, start:end],
-                values,
-                scaling,
-                population,
-                query_start=start,
-                attention_mask=mask_chunk,
-                previous_mask=prev_chunk,
-                sparse_meta_data=sparse_meta_data,
-                **kw,
-            )
+            if chunk.attention_mask is not None:
+                population &= ~masked_keys(chunk.attention_mask)
+            keep, probs = self._run_sample(call, chunk, population, prev_chunk)
             idx, w = pack_kept(keep & population, probs)
             idx_parts.append(idx)
-            w_parts.append(w.to(previous_mask.dtype))
-        width = max(p.shape[-1] for p in idx_parts)
-        pad = torch.nn.functional.pad
-        indices = torch.cat([pad(p, (0, width - p.shape[-1]), value=-1) for p in idx_parts], 2)
-        weights = torch.cat([pad(p, (0, width - p.shape[-1]), value=0.0) for p in w_parts], 2)
+            w_parts.append(w.to(previous.dtype))
+        if len(idx_parts) == 1:
+            indices, weights = idx_parts[0], w_parts[0]
+        else:
+            width = max(p.shape[-1] for p in idx_parts)
+            pad = torch.nn.functional.pad
+            indices = torch.cat([pad(p, (0, width - p.shape[-1]), value=-1) for p in idx_parts], 2)
+            weights = torch.cat([pad(p, (0, width - p.shape[-1]), value=0.0) for p in w_parts], 2)
         mine = Mask.from_index(indices, weights, shape, assume_unique=True, validate=False)
-        return previous_mask.merge_disjoint(mine)
+        return previous.merge_disjoint(mine)
+
+    # ------------------------------------------------------------------ hook adapters
+    def _old_kwargs(self, call: CallPlan, chunk: QueryChunk, previous: Mask) -> dict[str, Any]:
+        kwargs = call.legacy_kwargs()
+        kwargs.update(
+            query_start=chunk.start,
+            attention_mask=chunk.attention_mask,
+            previous_mask=previous,
+            sparse_meta_data=call.sparse_meta_data,
+        )
+        return kwargs
+
+    def _run_probabilities(
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
+    ) -> torch.Tensor:
+        if not self._old_probabilities:
+            return self.keep_probabilities(call, chunk, population, previous)
+        warn_old_hook(type(self), "keep_probabilities")
+        old: Callable[..., Any] = self.keep_probabilities  # the old signature
+        probs: torch.Tensor = old(
+            call.keys,
+            chunk.queries,
+            call.values,
+            call.scaling,
+            population,
+            **self._old_kwargs(call, chunk, previous),
+        )
+        return probs
+
+    def _run_sample(
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._old_sample:
+            return self.sample_chunk(call, chunk, population, previous)
+        warn_old_hook(type(self), "sample_chunk")
+        old: Callable[..., Any] = self.sample_chunk  # the old signature
+        drawn: tuple[torch.Tensor, torch.Tensor] = old(
+            call.keys,
+            chunk.queries,
+            call.values,
+            call.scaling,
+            population,
+            **self._old_kwargs(call, chunk, previous),
+        )
+        return drawn

@@ -22,6 +22,8 @@ from sah_core.maskers.base import (
 class SinkMaskerConfig(MaskerConfig):
     """``sink_size``: int count or float fraction of the key length."""
 
+    type_tag = "sink"
+
     sink_size: int | float = 0
 
     def validate(self) -> None:

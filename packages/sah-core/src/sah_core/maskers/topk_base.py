@@ -11,23 +11,25 @@ Selected count per row = ``min(budget, available keys)``.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from sah_core.attention.common import (
-    attended_key_limit,
-    normalize_attention_mask,
-    query_chunk_size,
-)
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
     MaskerConfig,
     ResearchMasker,
     check_selection_size,
     resolve_size,
+    uses_old_signature,
+    warn_old_hook,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -81,110 +83,131 @@ def exclude_previous(scores: torch.Tensor, previous: Mask) -> torch.Tensor:
 
 
 class TopKMasker(ResearchMasker):
-    """Base of the top-k maskers (see module doc). Override ``key_scores`` only."""
+    """Base of the top-k maskers (see module doc). Override ``key_scores`` only.
+
+    Hooks: ``prepare(call) -> state`` (once per call, e.g. hashing or summarising keys;
+    default None) and ``key_scores(call, chunk, state) -> [B, Hq, Qc, K']`` (one query chunk).
+    The old hook signatures (``prepare(keys, queries, ...)``, ``key_scores(keys, queries,
+    values, scaling, state, *, key_limit, **kwargs)``) still work until 0.3, with a warning.
+    """
 
     config: TopKMaskerConfig
+    _old_prepare: bool = False
+    _old_scores: bool = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._old_prepare = uses_old_signature(cls.prepare)
+        cls._old_scores = uses_old_signature(cls.key_scores)
 
     def budget(self, key_len: int) -> int:
         """Keys to select per row for a key length (default: ``heavy_size`` resolved)."""
         return resolve_size(self.config.heavy_size, key_len)
 
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
+    def prepare(self, call: CallPlan) -> Any:
         """Once-per-call work shared by all query chunks; the result reaches ``key_scores``
         as ``state``. Default: nothing."""
         return None
 
     @abstractmethod
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        """Score of every key for a chunk of queries ``[B, Hq, Qc, D]`` -> ``[B, Hq, Qc, K']``.
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        """Score of every key for the queries of ``chunk`` -> ``[B, Hq, Qc, K']``.
 
-        Higher = more important; NaN is not allowed. ``K'`` must be ``>= key_limit``: keys
-        at or beyond ``key_limit`` are forbidden for every row of the chunk, so scoring only
-        ``keys[:, :, :key_limit]`` is enough (and faster). Columns beyond ``K'`` are never
-        selected. The returned tensor may be modified by the base (return a fresh one).
-        ``kwargs`` carries ``query_start`` (first row of the chunk), ``attention_mask`` (the
-        chunk's additive mask or None), ``sparse_meta_data`` and the call's kwargs.
+        Higher = more important; NaN is not allowed. ``K'`` must be ``>= chunk.key_limit``:
+        keys at or beyond ``chunk.key_limit`` are forbidden for every row of the chunk, so
+        scoring only ``call.keys[:, :, :chunk.key_limit]`` is enough (and faster). Columns
+        beyond ``K'`` are never selected. The base may modify the returned tensor in place
+        (return a fresh one).
         """
 
-    def add_mask(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Mask,
-        **kwargs: Any,
-    ) -> Mask:
-        shape = self.mask_shape(queries, keys)
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        shape = call.shape
         b, h, q, k = shape
-        if previous_mask.representation == "full":
-            return Mask.full(shape, previous_mask.device, previous_mask.dtype)
+        if previous.representation == "full":
+            return previous
         budget = self.budget(k)
         if budget >= k:
-            return Mask.full(shape, previous_mask.device, previous_mask.dtype)
+            if not getattr(self, "_told_dense", False):
+                self._told_dense = True
+                logger.info(
+                    "%s: a budget of %d keys covers all K=%d keys, so it selects every key",
+                    type(self).__name__,
+                    budget,
+                    k,
+                )
+            return Mask.full(shape, previous.device, previous.dtype)
         if budget <= 0 or q == 0:
-            return previous_mask
-        additive = normalize_attention_mask(attention_mask, k)
-        state = self.prepare(keys, queries, values, additive, scaling, sparse_meta_data, **kwargs)
-        chunk = query_chunk_size(kwargs, b * h * k)
-        kw = {key: v for key, v in kwargs.items() if key not in ("attention_mask", "query_start")}
+            return previous
+        state = self._run_prepare(call)
+        chunks = call.query_chunks()
         take = min(budget, k)
-        indices = torch.full((b, h, q, take), -1, dtype=torch.int64, device=queries.device)
-        for start in range(0, q, chunk):
-            end = min(q, start + chunk)
-            mask_chunk = None if additive is None else additive[:, :, start:end]
-            limit = attended_key_limit(mask_chunk, k)
-            if limit == 0:
-                continue  # every key is forbidden for these rows
-            scores = self.key_scores(
-                keys,
-                queries[:, :, start:end],
-                values,
-                scaling,
-                state,
-                key_limit=limit,
-                query_start=start,
-                attention_mask=mask_chunk,
-                sparse_meta_data=sparse_meta_data,
-                **kw,
-            )
+        if len(chunks) == 1 and chunks[0].key_limit > 0:
+            chunk = chunks[0]
             chosen = self._select(
-                scores, limit, budget, mask_chunk, previous_mask.query_slice(start, end)
+                self._run_scores(call, chunk, state), chunk.key_limit, budget, chunk, previous
             )
-            indices[:, :, start:end, : chosen.shape[-1]] = chosen
+            if chosen.shape[-1] < take:
+                chosen = torch.nn.functional.pad(chosen, (0, take - chosen.shape[-1]), value=-1)
+            indices = chosen
+        else:
+            indices = torch.full((b, h, q, take), -1, dtype=torch.int64, device=call.device)
+            for chunk in chunks:
+                if chunk.key_limit == 0:
+                    continue  # every key is forbidden for these rows
+                chosen = self._select(
+                    self._run_scores(call, chunk, state),
+                    chunk.key_limit,
+                    budget,
+                    chunk,
+                    previous.query_slice(chunk.start, chunk.end),
+                )
+                indices[:, :, chunk.start : chunk.end, : chosen.shape[-1]] = chosen
         mine = Mask.from_index(
-            indices, None, shape, assume_unique=True, validate=False, dtype=previous_mask.dtype
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
-        return previous_mask.merge_disjoint(mine)
+        return previous.merge_disjoint(mine)
+
+    # ------------------------------------------------------------------ hook adapters
+    def _run_prepare(self, call: CallPlan) -> Any:
+        if not self._old_prepare:
+            return self.prepare(call)
+        warn_old_hook(type(self), "prepare")
+        old: Callable[..., Any] = self.prepare  # the old signature
+        return old(
+            call.keys,
+            call.queries,
+            call.values,
+            call.attention_mask,
+            call.scaling,
+            call.sparse_meta_data,
+            **call.legacy_kwargs(),
+        )
+
+    def _run_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        if not self._old_scores:
+            return self.key_scores(call, chunk, state)
+        warn_old_hook(type(self), "key_scores")
+        old: Callable[..., Any] = self.key_scores  # the old signature
+        scores: torch.Tensor = old(
+            call.keys,
+            chunk.queries,
+            call.values,
+            call.scaling,
+            state,
+            key_limit=chunk.key_limit,
+            query_start=chunk.start,
+            attention_mask=chunk.attention_mask,
+            sparse_meta_data=call.sparse_meta_data,
+            **call.legacy_kwargs(),
+        )
+        return scores
 
     @staticmethod
     def _select(
         scores: torch.Tensor,
         limit: int,
         budget: int,
-        mask_chunk: torch.Tensor | None,
+        chunk: QueryChunk,
         previous: Mask,
     ) -> torch.Tensor:
         """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded)."""
@@ -196,6 +219,7 @@ class TopKMasker(ResearchMasker):
         if scores.dtype != torch.float32:
             scores = scores.float()
         scores = scores[..., :limit]
+        mask_chunk = chunk.attention_mask
         forbidden_below = float("-inf")
         if mask_chunk is not None:
             # Adding the additive mask is one pass; forbidden keys get (near) -inf scores and
@@ -204,5 +228,5 @@ class TopKMasker(ResearchMasker):
             forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
         exclude_previous(scores, previous)
         take = min(budget, limit)
-        values, idx = scores.topk(take, dim=-1, sorted=True)
+        values, idx = scores.topk(take, dim=-1, sorted=False)
         return idx.masked_fill_(values <= forbidden_below, -1)

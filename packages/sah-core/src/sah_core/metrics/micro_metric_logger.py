@@ -5,10 +5,12 @@ variable lookup, so there is no overhead while no logger is active. When a logge
 each recorded call appends one JSON line::
 
     {"layer_idx": 3, "call": 17, "shape": [B, Hq, Q, K], "mask": "index",
+     "backend": "reference/gather",
      "density": 0.06, "output_error": 0.012, "attention_mass_recall": 0.97, ...extra}
 
-* ``density`` -- share of the ``[B, Hq, Q, K]`` entries attended (an empty final mask means
-  dense attention, so it reports 1.0);
+* ``density`` -- share of the ``[B, Hq, Q, K]`` entries attended (a stack without maskers
+  runs with a full mask: 1.0; an empty final mask attends nothing: 0.0);
+* ``backend`` -- the attention backend that ran (``"reference/gather"``, ``"triton"``, ...);
 * ``output_error`` -- ``||o - o_dense|| / ||o_dense||`` against dense attention on the same
   inputs (same attention mask and sink logits);
 * ``attention_mass_recall`` -- mean over rows of the share of the dense softmax mass (over
@@ -33,7 +35,7 @@ from typing import IO, Any, Self
 
 import torch
 
-from sah_core.attention.common import DEFAULT_CHUNK_ELEMENTS, grouped_scores
+from sah_core.attention.common import grouped_scores, plan_chunk_rows
 from sah_core.attention.dense import dense_attention
 from sah_core.attention.softmax import softmax_with_sink
 from sah_core.mask import Mask
@@ -172,9 +174,10 @@ class MicroMetricLogger:
         attention_mask: torch.Tensor | None = None,
         s_aux: torch.Tensor | None = None,
         query_chunk_size: int | None = None,
+        backend: str | None = None,
     ) -> dict[str, Any]:
         """Compute the metrics of one attention call (``output`` is ``[B, Hq, Q, D]``) and
-        log them; returns the record."""
+        log them; returns the record. ``backend`` names the attention backend that ran."""
         call = self._calls.get(layer_idx, 0)
         self._calls[layer_idx] = call + 1
         record: dict[str, Any] = {
@@ -182,10 +185,11 @@ class MicroMetricLogger:
             "call": call,
             "shape": list(mask.shape),
             "mask": mask.representation,
+            "backend": backend,
             "time": time.time(),
         }
         if "density" in self.metrics:
-            record["density"] = 1.0 if mask.representation == "empty" else mask.get_density()
+            record["density"] = mask.get_density()
         if "output_error" in self.metrics:
             record["output_error"] = relative_output_error(
                 output, queries, keys, values, scaling, attention_mask, s_aux, query_chunk_size
@@ -232,11 +236,14 @@ def attention_mass_recall(
     attention_mask: torch.Tensor | None,
     query_chunk_size: int | None = None,
 ) -> float:
-    """Mean over rows of the dense softmax mass on attended keys (empty/full mask -> 1)."""
-    if mask.representation in ("empty", "full"):
+    """Mean over rows of the dense softmax mass on attended keys (full mask -> 1, empty
+    mask -> 0: nothing attended)."""
+    if mask.representation == "full":
         return 1.0
+    if mask.representation == "empty":
+        return 0.0
     b, hq, q, k = mask.shape
-    chunk = query_chunk_size or max(1, DEFAULT_CHUNK_ELEMENTS // max(1, b * hq * k))
+    chunk = plan_chunk_rows(query_chunk_size, b * hq * k)
     total = 0.0
     rows = 0
     for start in range(0, q, chunk):
