@@ -292,3 +292,22 @@ def test_synthetic_and_mock_accept_and_ignore_data_dir(tmp_path: Path) -> None:
     assert all(r["max_new_tokens"] > 0 for r in rows)
     syn = get_benchmark("synthetic", data_dir=tmp_path, num_samples=1, target_tokens=100)
     assert syn.load_rows("vt")
+
+
+def test_longbench_e_reports_the_official_length_buckets(
+    snapshots: tuple[Path, fx.Written],
+) -> None:
+    root, _ = snapshots
+    bench = get_benchmark("longbench", data_dir=root)
+    rows = bench.load_rows("qasper_e")  # lengths 1500, 3999 | 4000, 7999 | 8000, 12000
+    scores = [1.0, 0.0, 0.5, 1.0, 0.0, 0.25]
+    # As the executor hands them over: the row's extras under "extra".
+    records = [
+        {"score": s, "task": "qasper_e", "extra": {"length": r["length"]}}
+        for s, r in zip(scores, rows, strict=True)
+    ]
+    official = bench.aggregate("qasper_e", records)["official"]
+    assert official == {"score": 45.83, "0-4k": 50.0, "4-8k": 75.0, "8k+": 12.5}
+    # A standard task reports only the x100 score; an empty bucket is None, not nan.
+    assert bench.aggregate("qasper", records[:1])["official"] == {"score": 100.0}
+    assert bench.aggregate("qasper_e", records[:2])["official"]["8k+"] is None

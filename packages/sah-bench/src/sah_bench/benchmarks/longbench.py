@@ -10,6 +10,8 @@ as the official evaluation does.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -83,6 +85,32 @@ E_TASKS: tuple[str, ...] = (
 )
 
 
+#: LongBench-E's length buckets, in words (THUDM ``eval.py`` ``scorer_e``).
+E_BUCKETS: tuple[str, ...] = ("0-4k", "4-8k", "8k+")
+
+
+def length_bucket(length: int) -> str:
+    if length < 4000:
+        return "0-4k"
+    return "4-8k" if length < 8000 else "8k+"
+
+
+def _length(record: dict[str, Any]) -> int:
+    value = record.get("length")
+    extra = record.get("extra")
+    if value is None and isinstance(extra, dict):
+        value = extra.get("length")
+    if value is None:
+        raise ValueError(
+            "longbench: an _e record has no 'length' (word count), needed for the length buckets"
+        )
+    return int(value)
+
+
+def _percent(scores: Sequence[float]) -> float | None:
+    return round(100 * sum(scores) / len(scores), 2) if scores else None
+
+
 def base_task(subset: str) -> str:
     return subset[:-2] if subset.endswith("_e") else subset
 
@@ -142,6 +170,24 @@ class LongBench(Benchmark):
 
     def scorer(self, subset: str) -> Scorer:
         return TASKS[base_task(subset)].scorer
+
+    def aggregate(self, subset: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """Mean scores plus THUDM ``eval.py``'s report under ``official``: the task score × 100
+        rounded to 2 decimals; for ``_e`` subsets, per length bucket (``length`` in words:
+        < 4000, < 8000, the rest), each × 100 rounded (None for an empty bucket, where the
+        official ``np.mean`` would give nan)."""
+        metrics = super().aggregate(subset, records)
+        scores = [float(r["score"]) for r in records if not math.isnan(float(r["score"]))]
+        official: dict[str, float | None] = {"score": _percent(scores)}
+        if subset.endswith("_e"):
+            buckets: dict[str, list[float]] = {name: [] for name in E_BUCKETS}
+            for record in records:
+                if math.isnan(float(record["score"])):
+                    continue
+                buckets[length_bucket(_length(record))].append(float(record["score"]))
+            official.update({name: _percent(v) for name, v in buckets.items()})
+        metrics["official"] = official
+        return metrics
 
     def postprocess(self, subset: str, prediction: str) -> str:
         task = TASKS[base_task(subset)]
