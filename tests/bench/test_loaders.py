@@ -328,6 +328,20 @@ def test_mock_groups_questions_by_context() -> None:
     assert bench.score("reading_comprehension", "It was 1874.", ["1874"]) == 1.0
 
 
+def test_mock_reads_the_original_rows_without_prefix_or_budget(tmp_path: Path) -> None:
+    original = {
+        "context": "Ada lit the lamp.",
+        "question": "Who lit the lamp?",
+        "answers": ["Ada"],
+        "task": "reading_comprehension",
+        "sample_id": 1,
+    }
+    bench = get_benchmark("mock", data_path=write_jsonl(tmp_path / "m.jsonl", [original]))
+    row = bench.load_rows("reading_comprehension")[0]
+    assert row["answer_prefix"] == "" and row["max_new_tokens"] == 16
+    assert row["answers"] == ["Ada"] and row["sample_id"] == 1
+
+
 def test_malformed_rows_name_the_field(tmp_path: Path) -> None:
     bad = {
         "context": "c",

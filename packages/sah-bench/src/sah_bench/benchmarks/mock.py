@@ -33,6 +33,8 @@ _PASSAGES: dict[str, list[tuple[str, str, list[str]]]] = {
     ],
 }
 
+MOCK_MAX_NEW_TOKENS = 16
+
 _CONTEXT = "Read the passage and answer the questions briefly.\n\nPassage: {passage}\n\n"
 
 
@@ -53,11 +55,18 @@ class MockBenchmark(Benchmark):
                 "answer_prefix": prefix,
                 "answers": answers,
                 "task": subset,
-                "max_new_tokens": 16,
+                "max_new_tokens": MOCK_MAX_NEW_TOKENS,
             }
             for passage, items in _PASSAGES.items()
             for question, prefix, answers in items
         ]
+
+    def to_rows(self, subset: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+        # The original mock rows (context, question, answers, task, sample_id) have neither an
+        # answer prefix nor a budget: give them "" and the built-in rows' 16 tokens.
+        row = super().to_rows(subset, record)[0]
+        row.setdefault("max_new_tokens", MOCK_MAX_NEW_TOKENS)
+        return [row]
 
     def scorer(self, subset: str) -> Scorer:
         return string_match_part
