@@ -399,3 +399,42 @@ def test_hub_loading_uses_the_dataset_id(monkeypatch: pytest.MonkeyPatch) -> Non
         assert calls == [location], name
     with pytest.raises(ValueError, match="Chinese task"):
         get_benchmark("longbench").load_rows("dureader")
+
+
+def test_answers_become_lists_of_str_whatever_the_storage() -> None:
+    import numpy as np
+
+    from sah_bench.rows import as_answer_list
+
+    assert as_answer_list(np.array(["a", "b"], dtype=object)) == ["a", "b"]
+    assert as_answer_list(("x",)) == ["x"]
+    assert as_answer_list(7) == ["7"]
+    assert as_answer_list(None) == []
+    # A list-repr string is parsed only where the schema says so (AIME 2025) ...
+    assert as_answer_list("['4', '5']", list_repr=True) == ["4", "5"]
+    assert as_answer_list("[4]", list_repr=True) == ["4"]
+    assert as_answer_list("42", list_repr=True) == ["42"]
+    assert as_answer_list("[not a literal", list_repr=True) == ["[not a literal"]
+    # ... never by default: a reference may itself look like a list (a line of code).
+    assert as_answer_list("['a', 'b']") == ["['a', 'b']"]
+
+
+def test_pandas_records_with_numpy_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows as ``.to_pandas()`` gives them: list columns are numpy object arrays."""
+    import numpy as np
+
+    def fake_load_dataset(path: str, name: Any = None, split: Any = None) -> list[dict]:
+        return [
+            _longbench_record(
+                "trec",
+                answers=np.array(["Location"], dtype=object),
+                all_classes=np.array(["Location", "Number"], dtype=object),
+            )
+        ]
+
+    fake = types.ModuleType("datasets")
+    fake.load_dataset = fake_load_dataset  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "datasets", fake)
+    row = get_benchmark("longbench").load_rows("trec")[0]
+    assert row["answers"] == ["Location"] and row["all_classes"] == ["Location", "Number"]
+    assert type(row["all_classes"]) is list
