@@ -73,7 +73,18 @@ def write_repo(
     }
     text = f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n\n# {repo_id} (test fixture)\n"
     (folder / "README.md").write_text(text, encoding="utf-8")
+    _download_leftovers(folder, [f"{'data' if c == 'default' else c}/{s}" for c, s in splits])
     return folder
+
+
+def _download_leftovers(folder: Path, names: list[str]) -> None:
+    """What ``huggingface-cli download --local-dir`` leaves beside the data: not data files."""
+    (folder / ".gitattributes").write_text("*.parquet filter=lfs diff=lfs merge=lfs -text\n")
+    meta = folder / ".cache" / "huggingface" / "download"
+    for name in names:
+        path = meta / f"{name}-00000-of-00001.parquet.metadata"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("0123abcd\nfedc\n1700000000.0\n")
 
 
 def _schema(fields: Iterable[tuple[str, pa.DataType]]) -> pa.Schema:
