@@ -69,7 +69,10 @@ class CallPlan:
       ``[B, Hq, Qc, K]`` fp32 working tensor stays near 16 MiB (or the caller's size);
     * ``key_valid`` -- bool ``[B, K]``, False at keys no query row of that batch row may
       attend (left padding of a batched request), or None when every key is valid;
-      ``left_padding`` -- int64 ``[B]`` count of leading invalid keys (or None);
+      ``left_padding`` -- int64 ``[B]`` count of leading invalid keys; ``key_counts`` [B],
+      ``key_positions`` [B, K] (index in the row's own sequence, -1 at pads),
+      ``valid_key_index`` [B, K] (its inverse), ``query_valid`` [B, Q] and
+      ``row_query_positions`` [B, Q] -- all None when no key is padding (the fast path);
     * ``sparse_meta_data`` -- the request's state dict; ``state`` -- this masker's own slot in
       it (``sparse_meta_data[layer_idx][f"{position}:{type_tag}"]``), ``masker_position`` --
       its index in the stack;
@@ -279,6 +282,57 @@ class CallPlan:
             self._shared["left_padding"] = first.amin(-1)
         padding: torch.Tensor = self._shared["left_padding"]
         return padding
+
+    @property
+    def key_counts(self) -> torch.Tensor | None:
+        """int64 ``[B]``: valid keys per batch row (None: no padding, every row has K)."""
+        return self._padding_view("key_counts")
+
+    @property
+    def key_positions(self) -> torch.Tensor | None:
+        """int64 ``[B, K]``: each key's index in its row's own unpadded sequence
+        (``cumsum(key_valid) - 1``), -1 at invalid keys; None without padding."""
+        return self._padding_view("key_positions")
+
+    @property
+    def valid_key_index(self) -> torch.Tensor | None:
+        """int64 ``[B, K]``: ``[b, j]`` = physical index of row ``b``'s ``j``-th valid key
+        (the inverse of ``key_positions``), -1 beyond ``key_counts[b]``; None without padding."""
+        return self._padding_view("valid_key_index")
+
+    @property
+    def query_valid(self) -> torch.Tensor | None:
+        """bool ``[B, Q]``: False for query rows that sit on an invalid key position (pad
+        rows in a padded question prefill); None without padding."""
+        return self._padding_view("query_valid")
+
+    @property
+    def row_query_positions(self) -> torch.Tensor | None:
+        """int64 ``[B, Q]``: each query's position in its row's own unpadded sequence (-1 for
+        pad rows); None without padding (then ``query_positions`` holds for every row)."""
+        return self._padding_view("row_query_positions")
+
+    def _padding_view(self, name: str) -> torch.Tensor | None:
+        valid = self.key_valid
+        if valid is None:
+            return None
+        if "key_positions" not in self._shared:
+            k = self.k_len
+            as_int = valid.to(torch.int64)
+            positions = as_int.cumsum(-1) - 1
+            self._shared["key_counts"] = as_int.sum(-1)
+            self._shared["key_positions"] = positions.masked_fill(~valid, -1)
+            # stable sort by (invalid, index) puts the valid keys first, in order
+            order = torch.sort((~valid).to(torch.int8), dim=-1, stable=True).indices
+            ranks = torch.arange(k, device=valid.device)
+            self._shared["valid_key_index"] = order.masked_fill(
+                ranks >= self._shared["key_counts"].unsqueeze(-1), -1
+            )
+            on_query = self.query_positions.unsqueeze(0).expand(valid.shape[0], -1)
+            self._shared["query_valid"] = valid.gather(-1, on_query)
+            self._shared["row_query_positions"] = self._shared["key_positions"].gather(-1, on_query)
+        view: torch.Tensor = self._shared[name]
+        return view
 
     def legacy_kwargs(self) -> dict[str, Any]:
         """The ``**kwargs`` the old keyword signature of ``add_mask`` received."""

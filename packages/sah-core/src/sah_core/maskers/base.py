@@ -500,6 +500,8 @@ class FixedMasker(ResearchMasker):
         shape = call.shape
         if previous.representation == "full":
             return previous
+        if call.key_valid is not None:
+            return previous.merge(self._per_row_mask(call, previous.dtype))
         rows = self.fixed_indices(shape[3], call.query_positions)
         if rows is None:
             return Mask.full(shape, previous.device, previous.dtype)
@@ -511,3 +513,36 @@ class FixedMasker(ResearchMasker):
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
         return previous.merge(mine)
+
+    def _per_row_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask:
+        """With padding, the pattern is laid over each row's own (unpadded) sequence: sizes
+        resolve against the row's key count and positions are the row's own, so a batched
+        row selects exactly the keys it selects alone."""
+        counts, index, row_positions = (
+            call.key_counts,
+            call.valid_key_index,
+            call.row_query_positions,
+        )
+        assert counts is not None and index is not None and row_positions is not None
+        b, h, q, _ = call.shape
+        parts: list[torch.Tensor] = []
+        for row in range(b):
+            count = int(counts[row])
+            positions = row_positions[row]
+            logical = self.fixed_indices(count, positions.clamp(min=0))
+            if logical is None:
+                logical = torch.arange(count, device=call.device).expand(q, count)
+            logical = logical.to(call.device)
+            physical = torch.where(
+                logical >= 0,
+                index[row].gather(0, logical.clamp(min=0).reshape(-1)).view(logical.shape),
+                -1,
+            )
+            parts.append(physical.masked_fill((positions < 0).unsqueeze(-1), -1))
+        width = max(p.shape[-1] for p in parts)
+        pad = torch.nn.functional.pad
+        rows = torch.stack([pad(p, (0, width - p.shape[-1]), value=-1) for p in parts])
+        indices = rows.unsqueeze(1).expand(b, h, q, width)
+        return Mask.from_index(
+            indices, None, call.shape, assume_unique=True, validate=False, dtype=dtype
+        )

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -92,6 +92,9 @@ class TopKMasker(ResearchMasker):
     """
 
     config: TopKMaskerConfig
+    #: True when many keys can share one score (bit counts, shared codes): ties then go to
+    #: the lower key index (a stable sort), the same batched and alone.
+    tied_scores: ClassVar[bool] = False
     _old_prepare: bool = False
     _old_scores: bool = False
 
@@ -138,14 +141,21 @@ class TopKMasker(ResearchMasker):
             return Mask.full(shape, previous.device, previous.dtype)
         if budget <= 0 or q == 0:
             return previous
+        row_budget = self._row_budgets(call)
         state = self._run_prepare(call)
         chunks = call.query_chunks()
         take = min(budget, k)
         if len(chunks) == 1 and chunks[0].key_limit > 0:
             chunk = chunks[0]
             chosen = self._select(
-                self._run_scores(call, chunk, state), chunk.key_limit, budget, chunk, previous
+                self._run_scores(call, chunk, state),
+                chunk.key_limit,
+                budget,
+                chunk,
+                previous,
+                *self._stable_flag(),
             )
+            chosen = self._cut_to_rows(chosen, row_budget)
             if chosen.shape[-1] < take:
                 chosen = torch.nn.functional.pad(chosen, (0, take - chosen.shape[-1]), value=-1)
             indices = chosen
@@ -160,12 +170,36 @@ class TopKMasker(ResearchMasker):
                     budget,
                     chunk,
                     previous.query_slice(chunk.start, chunk.end),
+                    *self._stable_flag(),
                 )
+                chosen = self._cut_to_rows(chosen, row_budget)
                 indices[:, :, chunk.start : chunk.end, : chosen.shape[-1]] = chosen
         mine = Mask.from_index(
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
         return previous.merge_disjoint(mine)
+
+    def _stable_flag(self) -> tuple[bool, ...]:
+        # passed only when set, so subclasses overriding the 5-argument _select keep working
+        return (True,) if self.tied_scores else ()
+
+    def _row_budgets(self, call: CallPlan) -> torch.Tensor | None:
+        """Per-row budgets ``[B]`` when padding makes rows differ and the size is a fraction
+        (an int count is the same for every row); None otherwise."""
+        counts = call.key_counts
+        if counts is None or not isinstance(self.config.heavy_size, float):
+            return None
+        return torch.tensor(
+            [self.budget(int(c)) for c in counts.tolist()], device=call.device, dtype=torch.int64
+        )
+
+    @staticmethod
+    def _cut_to_rows(chosen: torch.Tensor, row_budget: torch.Tensor | None) -> torch.Tensor:
+        """Keep the first ``row_budget[b]`` picks of each row (picks are best first)."""
+        if row_budget is None:
+            return chosen
+        ranks = torch.arange(chosen.shape[-1], device=chosen.device)
+        return chosen.masked_fill(ranks >= row_budget.view(-1, 1, 1, 1), -1)
 
     # ------------------------------------------------------------------ hook adapters
     def _run_prepare(self, call: CallPlan) -> Any:
@@ -209,8 +243,10 @@ class TopKMasker(ResearchMasker):
         budget: int,
         chunk: QueryChunk,
         previous: Mask,
+        stable: bool = False,
     ) -> torch.Tensor:
-        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded)."""
+        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded),
+        best first; ``stable`` breaks ties toward the lower key index."""
         if scores.shape[-1] < limit:
             raise ValueError(
                 f"key_scores returned {scores.shape[-1]} columns, which is not allowed: "
@@ -228,5 +264,10 @@ class TopKMasker(ResearchMasker):
             forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
         exclude_previous(scores, previous)
         take = min(budget, limit)
-        values, idx = scores.topk(take, dim=-1, sorted=False)
+        if stable:
+            values, idx = scores.sort(dim=-1, descending=True, stable=True)
+            values, idx = values[..., :take], idx[..., :take]
+        else:
+            # sorted: best first, so per-row budgets can cut a prefix
+            values, idx = scores.topk(take, dim=-1, sorted=True)
         return idx.masked_fill_(values <= forbidden_below, -1)
