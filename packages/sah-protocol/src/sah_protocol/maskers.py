@@ -19,26 +19,15 @@ class MaskerConfigProtocol(Protocol):
 class MaskerProtocol(Protocol):
     """Adds the keys it selects to a previous mask and returns a **new** mask.
 
-    ``add_mask(keys, queries, values, attention_mask, scaling, dropout, sparse_meta_data,
-    previous_mask, **kwargs)``: keys/values ``[B, Hkv, K, D]``, queries ``[B, Hq, Q, D]``,
-    the previous mask has logical shape ``[B, Hq, Q, K]``. State kept between calls lives in
-    ``sparse_meta_data`` keyed by layer (``kwargs["layer_idx"]``).
+    ``add_mask(call, previous)``: ``call`` is the layer call's plan (``sah_core.CallPlan``:
+    queries ``[B, Hq, Q, D]``, keys/values ``[B, Hkv, K, D]``, normalised mask, layer index,
+    positions, chunk plan, padding description, and ``call.state``, the masker's own state
+    slot keyed by layer and stack position); ``previous`` has logical shape ``[B, Hq, Q, K]``.
     """
 
     config: Any
 
-    def add_mask(
-        self,
-        keys: Any,
-        queries: Any,
-        values: Any,
-        attention_mask: Any,
-        scaling: float,
-        dropout: float,
-        sparse_meta_data: dict[Any, Any],
-        previous_mask: Any,
-        **kwargs: Any,
-    ) -> Any: ...
+    def add_mask(self, call: Any, previous: Any) -> Any: ...
 
     @classmethod
     def create_from_config(cls, config: Any) -> MaskerProtocol: ...
