@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sah_core import Mask, ResearchAttention, ResearchAttentionConfig
+from sah_core.call_plan import CallPlan
 from sah_core.maskers.base import MaskerConfig, ResearchMasker
 
 MaskerFactory = Callable[[], ResearchMasker]
@@ -57,24 +58,45 @@ def call_masker(
     meta: dict[Any, Any] | None = None,
     previous: Mask | None = None,
     layer_idx: int | None = 0,
-    **kwargs: Any,
+    query_chunk_size: int | None = None,
 ) -> Mask:
+    """One ``add_mask(call, previous)`` as ``ResearchAttention`` makes it (stack position 0,
+    so the masker's state slot in ``meta`` persists between calls)."""
     b, hq, q, _ = queries.shape
     k = keys.shape[2]
     prev = previous if previous is not None else Mask.empty((b, hq, q, k))
-    scaling = 1.0 / math.sqrt(queries.shape[-1])
-    return masker.add_mask(
-        keys,
+    call = CallPlan.build(
         queries,
+        keys,
         values,
         attention_mask,
-        scaling,
-        0.0,
-        {} if meta is None else meta,
-        prev,
+        1.0 / math.sqrt(queries.shape[-1]),
         layer_idx=layer_idx,
-        **kwargs,
+        sparse_meta_data={} if meta is None else meta,
+        query_chunk_size=query_chunk_size,
     )
+    return masker.add_mask(call.for_masker(0, type(masker.config).__name__), prev)
+
+
+def plan(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    meta: dict[Any, Any] | None = None,
+    layer_idx: int | None = 0,
+) -> CallPlan:
+    """A ``CallPlan`` for calling a masker's hooks (``prepare``, ``key_scores``) directly."""
+    call = CallPlan.build(
+        queries,
+        keys,
+        values,
+        attention_mask,
+        1.0 / math.sqrt(queries.shape[-1]),
+        layer_idx=layer_idx,
+        sparse_meta_data={} if meta is None else meta,
+    )
+    return call.for_masker(0, "test")
 
 
 def selected(mask: Mask) -> torch.Tensor:
@@ -254,3 +276,65 @@ def check_state_reuse(
     reused = call_masker(masker, other_q, keys2, values2, causal_mask(2, 3, prefill + 3), meta)
     fresh = call_masker(factory(), other_q, keys2, values2, causal_mask(2, 3, prefill + 3), {})
     assert torch.equal(selected(reused), selected(fresh)), "second question differs"
+
+
+# --------------------------------------------------------------------------- batch safety
+
+
+def check_batch_safe(
+    factory: MaskerFactory,
+    context: int = 14,
+    lengths: tuple[int, int] = (7, 3),
+    steps: int = 3,
+    seed: int = 5,
+    hq: int = 4,
+    d: int = 8,
+) -> None:
+    """A batch laid out as the adapter lays it, ``[context | pads | question | new tokens]``
+    with the pads masked as keys (and filled with large garbage), selects for each row
+    exactly what the row selects alone, in the question prefill and in decode steps that
+    reuse the state."""
+    longest = max(lengths)
+    total = context + longest + steps
+    queries, keys, values = make_qkv(seed, 2, hq, 2, total, total, d)
+    garbage = 50.0 * torch.randn(2, 2, longest, d, generator=torch.Generator().manual_seed(9))
+    # per row: which batched key positions hold real tokens
+    real = torch.ones(2, total, dtype=torch.bool)
+    for row, n in enumerate(lengths):
+        real[row, context : context + longest - n] = False
+    keys = torch.where(real[:, None, :, None], keys, 0.0)
+    keys[:, :, context : context + longest] += torch.where(
+        real[:, None, context : context + longest, None], 0.0, garbage
+    )
+    batch_meta: dict[Any, Any] = {}
+    alone_meta: list[dict[Any, Any]] = [{}, {}]
+    masker = factory()
+    alone = [factory(), factory()]
+    for end in range(context + longest, total + 1):
+        start = context if end == context + longest else end - 1
+        q_pos = torch.arange(start, end)
+        allowed = (torch.arange(end)[None, :] <= q_pos[:, None]) & real[:, None, :end]
+        am = torch.where(allowed, 0.0, torch.finfo(torch.float32).min)[:, None]
+        got = selected(
+            call_masker(
+                masker,
+                queries[:, :, start:end],
+                keys[:, :, :end],
+                values[:, :, :end],
+                am,
+                batch_meta,
+            )
+        )
+        for row in range(2):
+            cols = real[row, :end].nonzero().flatten()
+            rows_real = real[row, start:end].nonzero().flatten()
+            q_idx = start + rows_real
+            kr, vr = keys[row : row + 1, :, cols], values[row : row + 1, :, cols]
+            qr = queries[row : row + 1, :, q_idx]
+            n_keys = cols.numel()
+            own = torch.arange(n_keys - qr.shape[2], n_keys)
+            causal = torch.arange(n_keys)[None, :] <= own[:, None]
+            own_mask = torch.where(causal, 0.0, torch.finfo(torch.float32).min)[None, None]
+            want = selected(call_masker(alone[row], qr, kr, vr, own_mask, alone_meta[row]))
+            mine = got[row : row + 1][:, :, rows_real][..., cols]
+            assert torch.equal(mine, want), f"row {row} at {end} keys differs from alone"

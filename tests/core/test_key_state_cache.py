@@ -7,9 +7,9 @@ from typing import Any
 import torch
 
 from sah_core.maskers.key_state_cache import (
-    config_state,
     incremental_key_features,
     quantize_symmetric,
+    valid_mean,
 )
 
 
@@ -74,17 +74,6 @@ def test_changed_keys_rebuild_and_anchor_is_reused() -> None:
     assert torch.allclose(out, reference(other[:, :, :5], 1)) and rec.lengths[-1] == 5
 
 
-def test_config_state_separates_settings() -> None:
-    class Cfg:
-        def __init__(self, page: int) -> None:
-            self.page_size = page
-
-    layer: dict[str, Any] = {}
-    a = config_state(layer, Cfg(4), ("page_size",))
-    b = config_state(layer, Cfg(8), ("page_size",))
-    assert a is not b and config_state(layer, Cfg(4), ("page_size",)) is a
-
-
 def test_quantize_symmetric() -> None:
     values = torch.tensor([[0.5, -1.0, 0.26]])
     assert torch.equal(quantize_symmetric(values, 32), values)
@@ -92,3 +81,10 @@ def test_quantize_symmetric() -> None:
     assert torch.allclose(q, torch.tensor([[2 / 3, -1.0, 1 / 3]]))
     assert bool((quantize_symmetric(values, 3, rounding="floor") <= values + 1e-7).all())
     assert bool((quantize_symmetric(values, 3, rounding="ceil") >= values - 1e-7).all())
+
+
+def test_valid_mean_ignores_padded_entries() -> None:
+    x = torch.tensor([[1.0, 3.0, 100.0], [2.0, 4.0, 6.0]])
+    valid = torch.tensor([[True, True, False], [True, True, True]])
+    assert valid_mean(x, valid, dim=1).tolist() == [2.0, 4.0]
+    assert torch.equal(valid_mean(x, None, dim=1), x.mean(dim=1))

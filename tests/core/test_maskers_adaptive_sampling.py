@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import naive_refs_b as refs
 import pytest
 import torch
 
@@ -18,11 +19,7 @@ MIN = torch.finfo(torch.float32).min
 
 def run(config, q, k, v, attention_mask=None, previous=None, **kwargs) -> Mask:
     masker = ResearchMasker.create_from_config(config)
-    shape = (q.shape[0], q.shape[1], q.shape[2], k.shape[2])
-    prev = previous if previous is not None else Mask.empty(shape)
-    return masker.add_mask(
-        k, q, v, attention_mask, q.shape[-1] ** -0.5, 0.0, {}, prev, layer_idx=0, **kwargs
-    )
+    return refs.call_masker(masker, q, k, v, attention_mask, {}, previous, **kwargs)
 
 
 def previous_mask(shape, seed: int = 1) -> Mask:

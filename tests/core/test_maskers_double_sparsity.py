@@ -147,8 +147,8 @@ def test_matches_naive_reference(
         return
     ref = naive_scores(queries, keys, lists if use_file else None, group_factor, bits)
     refs.check_valid_topk(refs.selected(mask), ref, refs.allowed_keys(attn, ref.shape), heavy)
-    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=1)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    call = refs.plan(queries, keys, values, attn, layer_idx=1)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
     torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -219,4 +219,21 @@ def test_state_reuse_matches_recompute(tmp_path: Path) -> None:
                 heavy_size=5, sorted_channel_file=str(path), group_factor=2, label_bits=8
             )
         )
+    )
+
+
+@pytest.mark.parametrize("use_file", [True, False])
+def test_batched_with_padding_equals_one_by_one(tmp_path: Path, use_file: bool) -> None:
+    path = tmp_path / "c.json"
+    write_channels(path, 2, [0], 4)
+    refs.check_batch_safe(
+        lambda: DoubleSparsityTopKMasker(
+            DoubleSparsityTopKMaskerConfig(
+                heavy_size=5,
+                sorted_channel_file=str(path) if use_file else None,
+                group_factor=2,
+                label_bits=8,
+            )
+        ),
+        d=D,
     )

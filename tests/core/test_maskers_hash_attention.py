@@ -157,8 +157,8 @@ def test_matches_naive_reference(
         return
     ref = naive_scores(queries, keys, weights[1])
     refs.check_valid_topk(refs.selected(mask), ref, refs.allowed_keys(attn, ref.shape), heavy)
-    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=1)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    call = refs.plan(queries, keys, values, attn, layer_idx=1)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
     assert torch.equal(mine.double(), ref)
 
 
@@ -215,3 +215,8 @@ def test_common_properties() -> None:
 def test_state_reuse_matches_recompute() -> None:
     weights = random_weights(4, [0], 4, 2)
     refs.check_state_reuse(lambda: HashAttentionTopKMasker(make_config(weights, 5)))
+
+
+def test_batched_with_padding_equals_one_by_one() -> None:
+    weights = random_weights(4, [0], 4, 2)
+    refs.check_batch_safe(lambda: HashAttentionTopKMasker(make_config(weights, 5)), d=D)

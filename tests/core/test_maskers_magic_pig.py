@@ -179,3 +179,8 @@ def test_blocked_collision_count_matches_one_block(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(magic_pig_module, "BLOCK_ELEMENTS", 8)  # one table per block
     blocked = refs.call_masker(MagicPig(config), queries, keys, values).get_dense_mask()
     assert torch.equal(whole, blocked) and bool((whole > 0).any())
+
+
+@pytest.mark.parametrize("center", [True, False])
+def test_batched_with_padding_equals_one_by_one(center: bool) -> None:
+    refs.check_batch_safe(lambda: MagicPig(MagicPigConfig(lsh_l=6, lsh_k=2, center=center)))

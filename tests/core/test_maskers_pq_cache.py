@@ -141,8 +141,8 @@ def test_matches_naive_reference(
     allowed = refs.allowed_keys(attn, ref.shape).clone()
     allowed[..., :offset] = False  # the sink region is not PQCache's to select
     refs.check_valid_topk(refs.selected(mask), ref, allowed, heavy)
-    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=0)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    call = refs.plan(queries, keys, values, attn)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
     torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -169,4 +169,15 @@ def test_common_properties() -> None:
         lambda: PQCache(PQCacheConfig(heavy_size=5, pq_group_factor=2, pq_bits=2, kmeans_iter=2)),
         PQCacheConfig(heavy_size=1.0),
         tied_scores=True,
+    )
+
+
+@pytest.mark.parametrize("offset", [0, 2])
+def test_batched_with_padding_equals_one_by_one(offset: int) -> None:
+    refs.check_batch_safe(
+        lambda: PQCache(
+            PQCacheConfig(
+                heavy_size=5, pq_group_factor=2, pq_bits=3, kmeans_iter=4, init_offset=offset
+            )
+        )
     )

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sah_core import MaskerConfig, ResearchMasker
+from sah_core import Mask, MaskerConfig, ResearchMasker
 from sah_core.maskers.quest import QuestTopKMasker, QuestTopKMaskerConfig
 
 
@@ -89,14 +89,63 @@ def test_matches_naive_reference(
     mask = refs.call_masker(masker, queries, keys, values, attn, {}, query_chunk_size=chunk)
     ref = naive_quest_scores(queries, keys, page_size, label_bits)
     allowed = refs.allowed_keys(attn, ref.shape)
-    if heavy >= k:
+    pages = math.ceil(heavy / page_size)
+    if pages * page_size >= k:
         assert mask.is_full()
         return
-    refs.check_valid_topk(refs.selected(mask), ref, allowed, heavy)
-    # the masker's own scores equal the reference
-    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=0)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    check_whole_pages(refs.selected(mask), ref, allowed, page_size, pages)
+    # the masker's own per-key scores equal the reference
+    call = refs.plan(queries, keys, values, attn)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
     torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
+
+
+def check_whole_pages(
+    chosen: torch.Tensor, ref: torch.Tensor, allowed: torch.Tensor, page_size: int, pages: int
+) -> None:
+    """Row by row: ``chosen`` is every allowed key of a set of ``pages`` candidate pages
+    (pages with an allowed key) whose bounds are the highest (ties either way)."""
+    b, h, q, k = chosen.shape
+    for bi in range(b):
+        for hi in range(h):
+            for qi in range(q):
+                starts = range(0, k, page_size)
+                candidates = [
+                    s for s in starts if bool(allowed[bi, hi, qi, s : s + page_size].any())
+                ]
+                taken = [s for s in starts if bool(chosen[bi, hi, qi, s : s + page_size].any())]
+                assert len(taken) == min(pages, len(candidates))
+                for s in taken:  # whole pages: every allowed key of a taken page
+                    page_allowed = allowed[bi, hi, qi, s : s + page_size]
+                    assert torch.equal(chosen[bi, hi, qi, s : s + page_size], page_allowed)
+                left = [s for s in candidates if s not in taken]
+                if taken and left:
+                    low = min(float(ref[bi, hi, qi, s]) for s in taken)
+                    high = max(float(ref[bi, hi, qi, s]) for s in left)
+                    assert low >= high - 1e-4 * max(1.0, abs(low), abs(high))
+
+
+def test_budget_rounds_up_to_whole_pages() -> None:
+    """heavy_size=5 tokens with pages of 4 buys two whole pages (8 keys), never a cut page."""
+    queries, keys, values = refs.make_qkv(4, 1, 2, 1, 1, 40, 8)
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=5, page_size=4))
+    counts = refs.call_masker(masker, queries, keys, values).row_counts()
+    assert bool((counts == 8).all())
+
+
+def test_pages_covered_by_the_previous_mask_are_not_spent() -> None:
+    """A sink that covers page 0 leaves the page budget to other pages; a page the sink
+    only partly covers adds its remaining keys."""
+    queries = torch.zeros(1, 1, 1, 4)
+    queries[..., 0] = 1.0
+    keys = torch.randn(1, 1, 16, 4, generator=torch.Generator().manual_seed(0)) * 0.1
+    keys[0, 0, 1, 0] = 9.0  # page 0 has the best bound ...
+    keys[0, 0, 5, 0] = 5.0  # ... then page 1
+    sink = Mask.from_index(torch.arange(6).view(1, 1, 1, 6), None, (1, 1, 1, 16))
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=4, page_size=4))
+    mask = refs.call_masker(masker, queries, keys, keys, previous=sink)
+    chosen = refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist()
+    assert chosen == [0, 1, 2, 3, 4, 5, 6, 7]  # sink 0..5, then the rest of page 1
 
 
 def test_best_pages_are_taken_whole() -> None:
@@ -134,3 +183,10 @@ def test_quantised_bound_still_bounds_every_key() -> None:
     exact = torch.einsum("bhqd,bhkd->bhqk", queries.double(), keys.double())
     assert bool((scores >= exact - 1e-2).all())
     assert math.isfinite(float(scores.sum()))
+
+
+@pytest.mark.parametrize("heavy", [6, 0.3])
+def test_batched_with_padding_equals_one_by_one(heavy: int | float) -> None:
+    refs.check_batch_safe(
+        lambda: QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=heavy, page_size=4))
+    )

@@ -15,9 +15,15 @@ from sah_core.maskers.socket_topk import SocketMasker, SocketMaskerConfig, hyper
 
 
 def naive_scores(
-    queries: torch.Tensor, keys: torch.Tensor, bits: int, tables: int, tau: float, layer: int
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    bits: int,
+    tables: int,
+    tau: float,
+    layer: int,
 ) -> torch.Tensor:
-    """log sum_l prod_j sigmoid(2 s_j(k) u_lj(q) / tau), with plain loops."""
+    """log( sum_l prod_j sigmoid(2 s_j(k) u_lj(q) / tau) * ||v_k|| ), with plain loops."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     group = hq // hkv
@@ -41,7 +47,9 @@ def naive_scores(
                             log_p += -math.log1p(math.exp(-x)) if x > -30 else x
                         log_terms.append(log_p)
                     top = max(log_terms)
-                    out[bi, hi, qi, ki] = top + math.log(sum(math.exp(v - top) for v in log_terms))
+                    soft_count = top + math.log(sum(math.exp(v - top) for v in log_terms))
+                    value_norm = float(values[bi, hi // group, ki].double().norm())
+                    out[bi, hi, qi, ki] = soft_count + math.log(value_norm)
     return out
 
 
@@ -86,16 +94,17 @@ def test_matches_naive_reference(
     if heavy >= k:
         assert mask.is_full()
         return
-    ref = naive_scores(queries, keys, bits, tables, tau, 2)
+    ref = naive_scores(queries, keys, values, bits, tables, tau, 2)
     refs.check_valid_topk(refs.selected(mask), ref, refs.allowed_keys(attn, ref.shape), heavy)
-    state = masker.prepare(keys, queries, values, attn, 1.0, {}, layer_idx=2)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=k)
+    call = refs.plan(queries, keys, values, attn, layer_idx=2)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
     torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_aligned_key_wins_and_layers_use_different_planes() -> None:
     queries, keys, values = refs.make_qkv(5, 1, 1, 1, 1, 32, 16)
     keys[0, 0, 17] = 3.0 * queries[0, 0, 0]
+    values = torch.ones_like(values)  # equal value norms: the collision count decides
     masker = SocketMasker(SocketMaskerConfig(heavy_size=1, K=6, L=24, tau=0.5))
     mask = refs.call_masker(masker, queries, keys, values)
     assert refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist() == [17]
@@ -118,9 +127,9 @@ def test_multi_chunk_codes_match_naive(bits: int) -> None:
     # codes wider than one 8-bit lookup chunk
     queries, keys, values = refs.make_qkv(11, 1, 2, 1, 2, 9, 6)
     masker = SocketMasker(SocketMaskerConfig(heavy_size=3, K=bits, L=2, tau=2.0))
-    state = masker.prepare(keys, queries, values, None, 1.0, {}, layer_idx=0)
-    mine = masker.key_scores(keys, queries, values, 1.0, state, key_limit=9)
-    ref = naive_scores(queries, keys, bits, 2, 2.0, 0)
+    call = refs.plan(queries, keys, values)
+    mine = masker.key_scores(call, call.query_chunks()[0], masker.prepare(call))
+    ref = naive_scores(queries, keys, values, bits, 2, 2.0, 0)
     torch.testing.assert_close(mine.double(), ref, rtol=1e-4, atol=1e-4)
 
 
@@ -129,8 +138,23 @@ def test_blocking_does_not_change_scores(monkeypatch: pytest.MonkeyPatch) -> Non
 
     queries, keys, values = refs.make_qkv(12, 1, 4, 2, 5, 30, 8)
     masker = SocketMasker(SocketMaskerConfig(heavy_size=4, K=5, L=6, tau=0.8))
-    state = masker.prepare(keys, queries, values, None, 1.0, {}, layer_idx=0)
-    whole = masker.key_scores(keys, queries, values, 1.0, state, key_limit=30)
+    call = refs.plan(queries, keys, values)
+    chunk, state = call.query_chunks()[0], masker.prepare(call)
+    whole = masker.key_scores(call, chunk, state)
     monkeypatch.setattr(socket_module, "BLOCK_ELEMENTS", 64)  # many row and table blocks
-    blocked = masker.key_scores(keys, queries, values, 1.0, state, key_limit=30)
+    blocked = masker.key_scores(call, chunk, state)
     torch.testing.assert_close(blocked, whole)
+
+
+def test_large_value_norm_lifts_a_key() -> None:
+    """Equal collision counts: the key with the larger value norm ranks first."""
+    queries, keys, values = refs.make_qkv(6, 1, 1, 1, 1, 8, 8)
+    keys[0, 0] = keys[0, 0, :1]  # every key hashes alike
+    values[0, 0, 5] *= 10.0
+    masker = SocketMasker(SocketMaskerConfig(heavy_size=1, K=4, L=8))
+    mask = refs.call_masker(masker, queries, keys, values)
+    assert refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist() == [5]
+
+
+def test_batched_with_padding_equals_one_by_one() -> None:
+    refs.check_batch_safe(lambda: SocketMasker(SocketMaskerConfig(heavy_size=5, K=3, L=5)))

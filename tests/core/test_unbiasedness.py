@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import naive_refs_b as refs
 import torch
 
 from sah_core import AdaptiveSamplingMaskerConfig, Mask, ResearchMasker
@@ -28,11 +29,7 @@ MIN = torch.finfo(torch.float32).min
 def inverse_weights(config, queries, keys, attention_mask=None, previous=None) -> torch.Tensor:
     """``1{kept} / w`` per key ``[B, H, Q, K]`` (0 where not kept) of one masker call."""
     masker = ResearchMasker.create_from_config(config)
-    shape = (queries.shape[0], queries.shape[1], queries.shape[2], keys.shape[2])
-    prev = previous if previous is not None else Mask.empty(shape)
-    mask = masker.add_mask(
-        keys, queries, keys, attention_mask, keys.shape[-1] ** -0.5, 0.0, {}, prev, layer_idx=0
-    )
+    mask = refs.call_masker(masker, queries, keys, keys, attention_mask, {}, previous)
     w = mask.get_dense_mask()
     return torch.where(w > 0, 1.0 / w.clamp_min(1e-30), 0.0)
 

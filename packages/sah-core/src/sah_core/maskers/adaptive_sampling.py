@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
 
 import torch
 
 from sah_core.attention.common import grouped_scores, masked_keys
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
@@ -105,29 +105,21 @@ class AdaptiveSamplingMasker(SamplingMasker):
         return torch.minimum(wanted.floor().clamp_min(float(MIN_BASE_SAMPLES)), size)
 
     def keep_probabilities(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> torch.Tensor:
         """Final keep-probability ``p = n / N`` per row. Random: it draws the estimation
         sample (``sample_chunk`` calls it and then draws the kept keys afresh)."""
         size = population.sum(-1, keepdim=True).float()
         base = uniform_without_replacement(population, self.base_counts(size))
 
-        logits = grouped_scores(queries, keys, scaling).float()
-        attention_mask = kwargs.get("attention_mask")
-        if attention_mask is not None:
-            logits.masked_fill_(masked_keys(attention_mask), float("-inf"))
+        logits = grouped_scores(chunk.queries, call.keys, call.scaling).float()
+        if chunk.attention_mask is not None:
+            logits.masked_fill_(masked_keys(chunk.attention_mask), float("-inf"))
         row_max = logits.amax(-1, keepdim=True)
         row_max = torch.where(torch.isfinite(row_max), row_max, 0.0)
         exp = torch.exp(logits - row_max)
 
-        previous: Mask | None = kwargs.get("previous_mask")
-        if previous is None or previous.representation == "empty":
+        if previous.representation == "empty":
             static = torch.zeros_like(size)
         else:
             prev_w = previous.get_dense_mask().float()
@@ -147,15 +139,9 @@ class AdaptiveSamplingMasker(SamplingMasker):
         return torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
 
     def sample_chunk(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        p = self.keep_probabilities(keys, queries, values, scaling, population, **kwargs)
+        p = self.keep_probabilities(call, chunk, population, previous)
         size = population.sum(-1, keepdim=True).float()
         # n = p * N is an integer up to float rounding; the fresh draw is independent of the
         # estimation sample, so each key is kept with probability exactly p = n / N

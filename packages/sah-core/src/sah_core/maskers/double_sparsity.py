@@ -16,7 +16,8 @@ sorted by importance; ``channel_selection`` picks which calibration is used. The
 per KV head (``Hkv`` lists, shared by the query group) or per query head (``Hq`` lists). Each
 layer uses **its own** lists. Without a file, the channels are ranked per batch row and query
 head by ``mean_q |q_d| * mean_k |k_d|`` over the current call (a calibration-free fallback;
-the label cache is then rebuilt every call, as the channels may change).
+the label cache is then rebuilt every call, as the channels may change); the means skip a
+batch row's padded queries and keys (``CallPlan.key_valid``), so padding changes no row.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from typing import Any
 import torch
 
 from sah_core.attention.common import grouped_scores
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
 from sah_core.maskers.key_state_cache import (
-    config_state,
     incremental_key_features,
     quantize_symmetric,
+    valid_mean,
 )
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
@@ -155,58 +157,39 @@ class DoubleSparsityTopKMasker(TopKMasker):
         return torch.tensor(rows, dtype=torch.int64, device=device).unsqueeze(0)
 
     @staticmethod
-    def _magnitude_channels(queries: torch.Tensor, keys: torch.Tensor, r: int) -> torch.Tensor:
-        """Fallback channels ``[B, Hq, r]``: largest ``mean|q_d| * mean|k_d|`` per query head."""
+    def _magnitude_channels(call: CallPlan, r: int) -> torch.Tensor:
+        """Fallback channels ``[B, Hq, r]``: largest ``mean|q_d| * mean|k_d|`` per query head,
+        the means over a batch row's real queries and keys only (padding left out)."""
+        queries, keys, valid = call.queries, call.keys, call.key_valid
         group = queries.shape[1] // keys.shape[1]
-        q_mag = queries.float().abs().mean(dim=2)  # [B, Hq, D]
-        k_mag = keys.float().abs().mean(dim=2).repeat_interleave(group, dim=1)
+        key_valid = query_valid = None
+        if valid is not None and call.query_valid is not None:
+            key_valid = valid[:, None, :, None]
+            query_valid = call.query_valid[:, None, :, None]  # pad query rows left out
+        q_mag = valid_mean(queries.float().abs(), query_valid, dim=2)  # [B, Hq, D]
+        k_mag = valid_mean(keys.float().abs(), key_valid, dim=2).repeat_interleave(group, dim=1)
         return (q_mag * k_mag).topk(r, dim=-1).indices
 
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
-        _, hq, _, d = queries.shape
-        hkv = keys.shape[1]
+    def prepare(self, call: CallPlan) -> Any:
+        hq, hkv, d = call.num_q_heads, call.num_kv_heads, call.head_dim
         r = max(1, d // self.config.group_factor)
         bits = self.config.label_bits
-        layer_idx = kwargs.get("layer_idx")
         if self._channels is None:
-            channels = self._magnitude_channels(queries, keys, r)
-            labels = quantize_symmetric(gather_channels(keys.float(), channels), bits)
+            channels = self._magnitude_channels(call, r)
+            labels = quantize_symmetric(gather_channels(call.keys.float(), channels), bits)
             return channels, labels
-        channels = self._file_channels(layer_idx, hq, hkv, d, queries.device)
+        channels = self._file_channels(call.layer_idx, hq, hkv, d, call.device)
 
         def key_labels(segment: torch.Tensor) -> torch.Tensor:
             # [B, Hkv, n, r] for KV-head lists, [B, Hq, n, r] for query-head lists
             return quantize_symmetric(gather_channels(segment.float(), channels), bits)
 
-        state = config_state(
-            self.layer_state(sparse_meta_data, layer_idx),
-            self.config,
-            ("sorted_channel_file", "channel_selection", "group_factor", "label_bits"),
-        )
-        labels = incremental_key_features(state, "label_cache", keys, key_labels)
+        labels = incremental_key_features(call.state, "label_cache", call.keys, key_labels)
         return channels, labels
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         channels, labels = state
+        queries, key_limit = chunk.queries, chunk.key_limit
         hq = queries.shape[1]
         query_channels = channels
         if channels.shape[1] != hq:

@@ -7,8 +7,9 @@ Per layer and head, two small learned MLPs map a query and a key to ``hat_bits``
 outputs; their signs are the binary codes (``x >= 0`` -> +1, else -1). A key's score for a
 query is the number of bits on which their codes agree (computed as ``(bits + c_q . c_k) / 2``
 from the +-1 codes, the same ranking as the Hamming similarity), and the top ``heavy_size``
-keys are kept. Key codes are cached per layer in ``sparse_meta_data``; decode computes codes
-only for the new keys.
+keys are kept; equal counts go to the earlier key. Key codes are cached in the masker's
+state slot; decode computes codes only for the new keys. Codes are per key, so padded keys
+of a batch change no other key's score.
 
 Weights
 -------
@@ -37,8 +38,9 @@ from typing import Any
 import torch
 
 from sah_core.attention.common import grouped_scores
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import config_state, incremental_key_features
+from sah_core.maskers.key_state_cache import incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 _ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -116,6 +118,9 @@ class HashAttentionTopKMasker(TopKMasker):
 
     config_type = HashAttentionTopKMaskerConfig
     config: HashAttentionTopKMaskerConfig
+    #: bit counts are integers and tie often: ties go to the earlier key (stable sort), the
+    #: same batched as one by one
+    tied_scores = True
 
     def __init__(self, config: HashAttentionTopKMaskerConfig) -> None:
         super().__init__(config)
@@ -267,17 +272,8 @@ class HashAttentionTopKMasker(TopKMasker):
         return moved
 
     # ------------------------------------------------------------------ scoring
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
-        layer_idx = kwargs.get("layer_idx")
+    def prepare(self, call: CallPlan) -> Any:
+        layer_idx, queries, keys = call.layer_idx, call.queries, call.keys
         mlps = self._layer_mlps(layer_idx, queries, keys)
         key_mlp = mlps["key"]
         per_query_head = key_mlp[0][0].shape[0] != keys.shape[1]
@@ -288,33 +284,13 @@ class HashAttentionTopKMasker(TopKMasker):
                 segment = segment.repeat_interleave(group, dim=1)
             return signed_codes(segment, key_mlp, self._activation)
 
-        state = config_state(
-            self.layer_state(sparse_meta_data, layer_idx),
-            self.config,
-            (
-                "hat_bits",
-                "hat_mlp_layers",
-                "hat_mlp_hidden_size",
-                "hat_mlp_activation",
-                "hat_weight_file",
-            ),
-        )
+        state = call.state
         codes = incremental_key_features(state, "key_codes", keys, key_codes)
         return codes, mlps["query"]
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         key_codes, query_mlp = state
-        query_codes = signed_codes(queries, query_mlp, self._activation)
-        agreement = grouped_scores(query_codes, key_codes[:, :, :key_limit], 1.0)
+        query_codes = signed_codes(chunk.queries, query_mlp, self._activation)
+        agreement = grouped_scores(query_codes, key_codes[:, :, : chunk.key_limit], 1.0)
         # +-1 inner product -> number of matching bits
         return agreement.add_(self.config.hat_bits).mul_(0.5)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 
-def _prefix_unchanged(keys: torch.Tensor, length: int, probe: torch.Tensor) -> bool:
+def prefix_unchanged(keys: torch.Tensor, length: int, probe: torch.Tensor) -> bool:
     """True when ``keys`` extend a key tensor of ``length`` keys whose last key was ``probe``
     (a cheap check of an append-only cache)."""
     if length > keys.shape[2] or length == 0:
@@ -52,9 +52,9 @@ def incremental_key_features(
     items = -(-key_len // unit)
     entry = state.get(name)
     resume = 0
-    if isinstance(entry, dict) and _prefix_unchanged(keys, entry["key_len"], entry["probe"]):
+    if isinstance(entry, dict) and prefix_unchanged(keys, entry["key_len"], entry["probe"]):
         resume = entry["key_len"]
-    elif isinstance(entry, dict) and _prefix_unchanged(
+    elif isinstance(entry, dict) and prefix_unchanged(
         keys, entry["anchor_len"], entry["anchor_probe"]
     ):
         resume = entry["anchor_len"]
@@ -98,18 +98,17 @@ def incremental_key_features(
     return buffer[:, :, :items]
 
 
-def config_state(
-    layer_state: dict[str, Any], config: object, fields: tuple[str, ...]
-) -> dict[str, Any]:
-    """The sub-dict of ``layer_state`` for one configuration of a masker.
-
-    ``layer_state`` is shared by every masker of the same config type in a stack; keying the
-    cached summaries by the config fields that shape them (page size, bits, ...) keeps two such
-    maskers with different settings from reading each other's summaries.
-    """
-    tag = ",".join(f"{name}={getattr(config, name)!r}" for name in fields)
-    sub: dict[str, Any] = layer_state.setdefault(tag, {})
-    return sub
+def valid_mean(
+    x: torch.Tensor, valid: torch.Tensor | None, dim: int, keepdim: bool = False
+) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` counting only entries where ``valid`` (broadcastable to
+    ``x`` along that axis) is True; the plain mean when ``valid`` is None."""
+    if valid is None:
+        return x.mean(dim=dim, keepdim=keepdim)
+    weights = valid.to(x.dtype)
+    total = (x * weights).sum(dim=dim, keepdim=keepdim)
+    count = weights.expand_as(x).sum(dim=dim, keepdim=keepdim).clamp_min(1.0)
+    return total / count
 
 
 def quantize_symmetric(

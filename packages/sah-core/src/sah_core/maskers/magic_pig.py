@@ -26,7 +26,13 @@ for the decode keys (the authors average the prefill keys outside their sink/loc
 here the masker does not know the other maskers' windows, so it averages them all).
 ``packing``: ``"int64"`` stores one packed integer code per key and table, ``"float"`` stores
 the +-1 bits as floats; both give identical samples. ``seed`` fixes the hyperplanes (with the
-layer index). Codes, key norms and the centre are kept per layer in ``sparse_meta_data``.
+layer index). Codes, key norms and the centre are kept in the masker's state slot. The
+centre averages only a batch row's real keys (``CallPlan.key_valid``), so left padding in a
+batch changes no row's codes; hashing is per key.
+
+Collision rule and estimator follow the MagicPIG paper and its authors' code (sample on at
+least two collisions, weight by the exact probability of that event); the original
+sparse-attention-hub samples on one collision with ``u = 1 - (1 - p^K)^L``.
 """
 
 from __future__ import annotations
@@ -38,8 +44,10 @@ from typing import Any
 import torch
 
 from sah_core.attention.common import grouped_scores
+from sah_core.call_plan import CallPlan, QueryChunk
+from sah_core.mask import Mask
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import config_state, incremental_key_features
+from sah_core.maskers.key_state_cache import incremental_key_features, valid_mean
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 
 #: A key is sampled when it collides with the query in at least this many tables.
@@ -98,8 +106,11 @@ class MagicPig(SamplingMasker):
     config: MagicPigConfig
 
     # ------------------------------------------------------------------ per-layer tables
-    def _center(self, keys: torch.Tensor, state: dict[str, Any]) -> torch.Tensor:
-        """Mean key ``[B, Hkv, 1, D]`` of the request's first call (zeros without centring)."""
+    def _center(
+        self, keys: torch.Tensor, state: dict[str, Any], valid: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Mean key ``[B, Hkv, 1, D]`` of the request's first call (zeros without centring),
+        over the row's real keys only (``valid [B, K]``, None: all)."""
         if not self.config.center:
             return torch.zeros_like(keys[:, :, :1], dtype=torch.float32)
         fit = state.get("center")
@@ -115,7 +126,8 @@ class MagicPig(SamplingMasker):
             ):
                 mean: torch.Tensor = fit["mean"]
                 return mean
-        mean = keys.float().mean(dim=2, keepdim=True)
+        row_valid = None if valid is None else valid[:, None, :, None]
+        mean = valid_mean(keys.float(), row_valid, dim=2, keepdim=True)
         key_len = keys.shape[2]
         state["center"] = {"mean": mean, "key_len": key_len, "probe": keys[:, :, -1].clone()}
         state.pop("codes", None)  # codes of another centre are meaningless now
@@ -158,14 +170,10 @@ class MagicPig(SamplingMasker):
         return count
 
     def _tables(
-        self, keys: torch.Tensor, sparse_meta_data: dict[Any, Any], layer_idx: int | None
+        self, call: CallPlan
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(planes, center, key codes, centred key norms)`` of this layer, kept in state."""
-        state = config_state(
-            self.layer_state(sparse_meta_data, layer_idx),
-            self.config,
-            ("lsh_l", "lsh_k", "center", "packing", "seed"),
-        )
+        state, keys, layer_idx = call.state, call.keys, call.layer_idx
         tables, bits, dim = self.config.lsh_l, self.config.lsh_k, keys.shape[-1]
         planes = state.get("planes")
         if not isinstance(planes, torch.Tensor) or planes.shape != (tables, bits, dim):
@@ -173,7 +181,7 @@ class MagicPig(SamplingMasker):
             planes = planes.to(keys.device)
             state["planes"] = planes
             state.pop("codes", None)
-        center = self._center(keys, state)
+        center = self._center(keys, state, call.key_valid)
         codes = incremental_key_features(
             state, "codes", keys, lambda seg: self._codes(seg.float() - center, planes)
         )
@@ -183,13 +191,10 @@ class MagicPig(SamplingMasker):
         return planes, center, codes, norms
 
     # ------------------------------------------------------------------ sampling
-    def _chunk(
-        self, keys: torch.Tensor, queries: torch.Tensor, kwargs: dict[str, Any]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _chunk(self, call: CallPlan, chunk: QueryChunk) -> tuple[torch.Tensor, torch.Tensor]:
         """``(collision counts, keep probabilities)``, each ``[B, Hq, Qc, K]``."""
-        planes, center, key_codes, key_norms = self._tables(
-            keys, kwargs.get("sparse_meta_data", {}), kwargs.get("layer_idx")
-        )
+        planes, center, key_codes, key_norms = self._tables(call)
+        queries, keys = chunk.queries, call.keys
         b, hq, qc, d = queries.shape
         hkv, k = keys.shape[1], keys.shape[2]
         grouped = queries.float().reshape(b, hkv, (hq // hkv) * qc, d)
@@ -204,24 +209,12 @@ class MagicPig(SamplingMasker):
         return collisions.view(b, hq, qc, k), probs.view(b, hq, qc, k)
 
     def keep_probabilities(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> torch.Tensor:
-        return self._chunk(keys, queries, kwargs)[1]
+        return self._chunk(call, chunk)[1]
 
     def sample_chunk(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        population: torch.Tensor,
-        **kwargs: Any,
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        collisions, probs = self._chunk(keys, queries, kwargs)
+        collisions, probs = self._chunk(call, chunk)
         return population & (collisions >= MIN_COLLISIONS), probs

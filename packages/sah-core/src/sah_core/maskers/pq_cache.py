@@ -16,7 +16,10 @@ or ``"ip"`` (largest inner product); centroids are cluster means in both cases. 
 ``init_offset`` (the sink region, attended by a sink masker) are neither used to fit the
 centroids nor selected by this masker.
 
-State per layer (``sparse_meta_data``): the centroids are fitted once, on the keys of the
+Padded keys of a batch (``CallPlan.key_valid``) are left out of the fit, and each batch row
+starts from its own evenly spaced keys, so a batched row gets the centroids it gets alone.
+
+State (the masker's slot): the centroids are fitted once, on the keys of the
 first call that has keys past ``init_offset`` (the context prefill, as in PQCache), and new
 decode keys are coded with those centroids; codes (and the keys rebuilt from them) are cached
 and extended incrementally. If the keys no longer extend the fitted ones (a new request), the
@@ -31,8 +34,9 @@ from typing import Any
 import torch
 
 from sah_core.attention.common import grouped_scores
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
-from sah_core.maskers.key_state_cache import config_state, incremental_key_features
+from sah_core.maskers.key_state_cache import incremental_key_features, prefix_unchanged
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 _METRICS = ("euclidean", "ip")
@@ -65,35 +69,76 @@ def split_subspaces(keys: torch.Tensor, parts: int) -> torch.Tensor:
     return keys.float().reshape(b, h, n, parts, d // parts).permute(0, 1, 3, 2, 4)
 
 
-def assign(points: torch.Tensor, centroids: torch.Tensor, metric: str) -> torch.Tensor:
+def assign(
+    points: torch.Tensor,
+    centroids: torch.Tensor,
+    metric: str,
+    centroid_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Nearest centroid ``[B, H, m, N]`` of ``points [B, H, m, N, d]`` among
-    ``centroids [B, H, m, C, d]`` (first one on ties)."""
+    ``centroids [B, H, m, C, d]`` (first one on ties); ``centroid_valid [B, C]`` (None: all)
+    marks the slots a batch row really has (a row with fewer keys has fewer centroids)."""
     similarity = points @ centroids.transpose(-1, -2)
     if metric == "euclidean":
         # argmin |x - c|^2 = argmax (x.c - |c|^2 / 2)
         similarity -= 0.5 * centroids.square().sum(-1).unsqueeze(-2)
+    if centroid_valid is not None:
+        similarity.masked_fill_(~centroid_valid[:, None, None, None, :], float("-inf"))
     return similarity.argmax(dim=-1)
 
 
 def fit_centroids(
-    points: torch.Tensor, clusters: int, iterations: int, metric: str
-) -> torch.Tensor:
-    """Lloyd's k-means per ``[B, H, m]`` on ``points [B, H, m, N, d]`` -> ``[B, H, m, C, d]``."""
-    n = points.shape[3]
-    count = min(clusters, n)
-    start = torch.linspace(0, n - 1, count).round().long().to(points.device)
-    centroids = points[:, :, :, start].clone()
+    points: torch.Tensor,
+    clusters: int,
+    iterations: int,
+    metric: str,
+    point_valid: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Lloyd's k-means per ``[B, H, m]`` on ``points [B, H, m, N, d]`` -> centroids
+    ``[B, H, m, C, d]`` and their validity ``[B, C]`` (None: all valid).
+
+    ``point_valid [B, N]`` (None: all) keeps padded keys out of the fit. Each row starts
+    from ``min(clusters, n)`` of its own ``n`` points, evenly spaced in its own order, so a
+    padded batch row fits what the row alone fits."""
+    b, n = points.shape[0], points.shape[3]
+    if point_valid is None:
+        count = min(clusters, n)
+        start = torch.linspace(0, n - 1, count).round().long().to(points.device)
+        centroids = points[:, :, :, start].clone()
+        slot_valid = None
+    else:
+        counts = point_valid.sum(-1).tolist()
+        width = max(1, min(clusters, max(counts)))
+        order = torch.sort(
+            torch.where(point_valid, torch.arange(n, device=points.device), n), dim=-1
+        ).indices  # each row's own points first, in order
+        starts = torch.zeros(b, width, dtype=torch.int64, device=points.device)
+        slot_valid = torch.zeros(b, width, dtype=torch.bool, device=points.device)
+        for row, own in enumerate(counts):
+            count = min(clusters, own)
+            if count == 0:
+                continue
+            picks = torch.linspace(0, own - 1, count).round().long().to(points.device)
+            starts[row, :count] = order[row, picks]
+            slot_valid[row, :count] = True
+        index = starts.view(b, 1, 1, width, 1).expand(*points.shape[:3], width, points.shape[-1])
+        centroids = points.gather(3, index).clone()
+    weight = None if point_valid is None else point_valid.to(points.dtype)[:, None, None, :]
     for _ in range(iterations):
-        codes = assign(points, centroids, metric)  # [B, H, m, N]
-        # cluster sums and sizes by scatter-add (no [N, C] one-hot)
+        codes = assign(points, centroids, metric, slot_valid)  # [B, H, m, N]
+        # cluster sums and sizes by scatter-add (no [N, C] one-hot); pads weigh nothing
+        members = points if weight is None else points * weight.unsqueeze(-1)
         sums = torch.zeros_like(centroids).scatter_add_(
-            3, codes.unsqueeze(-1).expand_as(points), points
+            3, codes.unsqueeze(-1).expand_as(points), members
         )
+        ones = torch.ones_like(codes, dtype=points.dtype)
+        if weight is not None:
+            ones = ones * weight
         sizes = torch.zeros(centroids.shape[:4], dtype=points.dtype, device=points.device)
-        sizes.scatter_add_(3, codes, torch.ones_like(codes, dtype=points.dtype))
+        sizes.scatter_add_(3, codes, ones)
         sizes = sizes.unsqueeze(-1)
         centroids = torch.where(sizes > 0, sums / sizes.clamp_min(1.0), centroids)
-    return centroids
+    return centroids, slot_valid
 
 
 def reconstruct(codes: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
@@ -110,93 +155,78 @@ class PQCache(TopKMasker):
 
     config_type = PQCacheConfig
     config: PQCacheConfig
+    #: keys sharing their codes score exactly alike: ties go to the earlier key (stable
+    #: sort), the same batched as one by one
+    tied_scores = True
 
-    def _centroids(self, keys: torch.Tensor, state: dict[str, Any]) -> torch.Tensor | None:
-        """The layer's centroids, fitted now when missing or stale; None before any key past
-        ``init_offset`` exists."""
+    def _centroids(
+        self, call: CallPlan, state: dict[str, Any]
+    ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+        """The layer's centroids (and slot validity), fitted now when missing or stale; None
+        before any (valid) key past ``init_offset`` exists."""
+        keys = call.keys
         offset = self.config.init_offset
         key_len = keys.shape[2]
         fit = state.get("fit")
-        if isinstance(fit, dict):
-            fit_len: int = fit["key_len"]
-            probe: torch.Tensor = fit["probe"]
-            if (
-                fit_len <= key_len
-                and probe.shape == keys[:, :, 0].shape
-                and probe.dtype == keys.dtype
-                and probe.device == keys.device
-                and torch.equal(probe, keys[:, :, fit_len - 1])
-            ):
-                centroids: torch.Tensor = fit["centroids"]
-                return centroids
+        if isinstance(fit, dict) and prefix_unchanged(keys, fit["key_len"], fit["probe"]):
+            fitted: tuple[torch.Tensor, torch.Tensor | None] = fit["centroids"]
+            return fitted
         if key_len <= offset:
             return None
+        valid = call.key_valid
+        point_valid = None if valid is None else valid[:, offset:]
+        if point_valid is not None and not bool(point_valid.any()):
+            return None
         points = split_subspaces(keys[:, :, offset:], self.config.pq_group_factor)
-        centroids = fit_centroids(
-            points, 2**self.config.pq_bits, self.config.kmeans_iter, self.config.metric
+        fitted = fit_centroids(
+            points,
+            2**self.config.pq_bits,
+            self.config.kmeans_iter,
+            self.config.metric,
+            point_valid,
         )
         state["fit"] = {
-            "centroids": centroids,
+            "centroids": fitted,
             "key_len": key_len,
             "probe": keys[:, :, key_len - 1].clone(),
         }
         # codes of other centroids are meaningless now
         state.pop("codes", None)
         state.pop("approx_keys", None)
-        return centroids
+        return fitted
 
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
-        d = keys.shape[-1]
+    def prepare(self, call: CallPlan) -> Any:
+        d = call.head_dim
         parts = self.config.pq_group_factor
         if d % parts != 0:
             raise ValueError(
                 f"PQCacheConfig.pq_group_factor={parts} is not allowed for head dim {d}: it must "
                 "divide the head dim"
             )
-        state = config_state(
-            self.layer_state(sparse_meta_data, kwargs.get("layer_idx")),
-            self.config,
-            ("pq_group_factor", "pq_bits", "kmeans_iter", "init_offset", "metric"),
-        )
-        centroids = self._centroids(keys, state)
-        if centroids is None:
+        state = call.state
+        fitted = self._centroids(call, state)
+        if fitted is None:
             return None
+        centroids, slot_valid = fitted
         metric = self.config.metric
 
         def key_codes(segment: torch.Tensor) -> torch.Tensor:
             # [B, H, m, n] -> [B, H, n, m]
-            return assign(split_subspaces(segment, parts), centroids, metric).transpose(-1, -2)
+            codes = assign(split_subspaces(segment, parts), centroids, metric, slot_valid)
+            return codes.transpose(-1, -2)
 
-        incremental_key_features(state, "codes", keys, key_codes)
+        incremental_key_features(state, "codes", call.keys, key_codes)
         # the reconstructed keys are cached too, so decode never rebuilds all of them
         return incremental_key_features(
-            state, "approx_keys", keys, lambda seg: reconstruct(key_codes(seg), centroids)
+            state, "approx_keys", call.keys, lambda seg: reconstruct(key_codes(seg), centroids)
         )
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        b, hq, qc, _ = queries.shape
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        b, hq, qc, _ = chunk.queries.shape
+        key_limit = chunk.key_limit
         if state is None:  # only sink-region keys so far
-            return torch.full((b, hq, qc, key_limit), float("-inf"), device=queries.device)
+            return torch.full((b, hq, qc, key_limit), float("-inf"), device=call.device)
         approx_keys: torch.Tensor = state
-        scores = grouped_scores(queries.float(), approx_keys[:, :, :key_limit], 1.0)
+        scores = grouped_scores(chunk.queries.float(), approx_keys[:, :, :key_limit], 1.0)
         scores[..., : self.config.init_offset] = float("-inf")
         return scores

@@ -1,4 +1,4 @@
-"""Quest top-k masker: query-aware page selection from per-page key bounds.
+"""Quest masker: query-aware selection of whole pages from per-page key bounds.
 
 Tang, Zhao, Zhu, Xiao, Kasikci and Han, "Quest: Query-Aware Sparsity for Efficient
 Long-Context LLM Inference", ICML 2024, arXiv:2406.10774.
@@ -6,14 +6,23 @@ Long-Context LLM Inference", ICML 2024, arXiv:2406.10774.
 The keys are cut into pages of ``page_size`` consecutive keys. Per KV head and page, Quest
 keeps the element-wise minimum ``m`` and maximum ``M`` of the page's keys. For a query ``q``
 the page score ``sum_d max(q_d * m_d, q_d * M_d)`` is an upper bound of ``q . k`` for every key
-``k`` of the page. Every key gets its page's score (:func:`expand_page_scores`), so the
-top-k base takes the best pages whole until ``heavy_size`` keys are covered (the last page
-taken may be cut to fit the budget).
+``k`` of the page, and Quest attends the best pages **whole**.
+
+Budget: ``heavy_size`` is a token budget (int count, or float fraction of the row's keys) and
+buys ``ceil(heavy_size / page_size)`` pages per query row (Quest's own rule: the token budget
+rounded up to whole pages, so up to ``page_size - 1`` keys more than ``heavy_size``). A
+budget covering every key gives a full mask. Pages whose keys are all already selected (sinks,
+local window) or all forbidden (future keys in prefill) are not candidates, so the pages go
+to keys not yet attended; a page partly covered adds its remaining keys.
+
+Pages are counted in each batch row's own (unpadded) key sequence: with left padding inside a
+batch (``CallPlan.key_valid``), padded keys belong to no page and never enter a bound, so a
+batched row gets the pages it would get alone.
 
 ``label_bits`` < 32 stores the summaries quantised (symmetric, one scale per page and head,
 minimum rounded down and maximum rounded up, so the score stays an upper bound); 32 keeps
-them exact. Page summaries are kept per layer in ``sparse_meta_data``; a decode step only
-recomputes the last, partial page.
+them exact. The exact page minima/maxima live in the masker's state slot and are extended
+with the new keys in decode (min/max merge exactly); quantisation is applied on read.
 """
 
 from __future__ import annotations
@@ -23,9 +32,12 @@ from typing import Any
 
 import torch
 
+from sah_core.attention.common import masked_keys
+from sah_core.call_plan import CallPlan, QueryChunk
+from sah_core.mask import Mask
 from sah_core.maskers.base import check_int
-from sah_core.maskers.key_state_cache import config_state, incremental_key_features
-from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, expand_page_scores
+from sah_core.maskers.key_state_cache import prefix_unchanged
+from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, exclude_previous
 
 #: Slack (in quantisation steps) of the outward rounding of quantised page bounds.
 _SLACK = 1e-3
@@ -33,8 +45,8 @@ _SLACK = 1e-3
 
 @dataclasses.dataclass
 class QuestTopKMaskerConfig(TopKMaskerConfig):
-    """``heavy_size`` keys per row; ``page_size`` keys per page (>= 1); ``label_bits`` in
-    [2, 32] bits per stored page bound (32 = exact fp32)."""
+    """``heavy_size`` token budget per row (rounded up to whole pages); ``page_size`` keys
+    per page (>= 1); ``label_bits`` in [2, 32] bits per stored page bound (32 = exact fp32)."""
 
     page_size: int = 16
     label_bits: int = 32
@@ -45,74 +57,196 @@ class QuestTopKMaskerConfig(TopKMaskerConfig):
         check_int(self, "label_bits", self.label_bits, 2, 32)
 
 
-def page_bounds(keys: torch.Tensor, page_size: int, label_bits: int) -> torch.Tensor:
-    """Per-page ``[B, Hkv, P, 2, D]`` (index 0 = element-wise min, 1 = max) of ``keys``."""
+def key_pages(call: CallPlan, page_size: int) -> tuple[torch.Tensor, int]:
+    """Page of every key ``[B|1, K]`` int64 (-1 at padded keys) and the number of pages
+    ``P`` of the longest row."""
+    positions = call.key_positions
+    if positions is None:
+        k = call.k_len
+        return (torch.arange(k, device=call.device) // page_size).unsqueeze(0), -(-k // page_size)
+    longest = int(positions.amax()) + 1 if positions.numel() else 0
+    return torch.where(positions >= 0, positions // page_size, -1), -(-longest // page_size)
+
+
+def to_slot(pages: torch.Tensor, slot: int) -> torch.Tensor:
+    """``pages`` with padded keys (-1) sent to the dump slot ``slot``."""
+    return torch.where(pages < 0, slot, pages)
+
+
+def merge_page_bounds(
+    low: torch.Tensor, high: torch.Tensor, keys: torch.Tensor, pages: torch.Tensor
+) -> None:
+    """Fold ``keys [B, Hkv, n, D]`` into the running page minima/maxima ``[B, Hkv, P+1, D]``
+    in place; ``pages [B|1, n]`` is each key's page (the last page is the dump of pads)."""
     b, h, n, d = keys.shape
-    pad = (-n) % page_size
-    pages = (n + pad) // page_size
-    keys = keys.float()
-    # padding never wins a min (+inf) or a max (-inf)
-    low = torch.nn.functional.pad(keys, (0, 0, 0, pad), value=float("inf"))
-    high = torch.nn.functional.pad(keys, (0, 0, 0, pad), value=float("-inf"))
-    low = low.view(b, h, pages, page_size, d).amin(dim=3)
-    high = high.view(b, h, pages, page_size, d).amax(dim=3)
-    if label_bits < 32:
-        scale_src = torch.stack([low, high], dim=3)  # [B, H, P, 2, D]
+    index = pages.view(pages.shape[0], 1, n, 1).expand(b, h, n, d)
+    values = keys.float()
+    low.scatter_reduce_(2, index, values, reduce="amin", include_self=True)
+    high.scatter_reduce_(2, index, values, reduce="amax", include_self=True)
+
+
+def quantize_bounds(low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.Tensor:
+    """``[B, H, P, 2, D]`` bounds, quantised outward to ``bits`` (32: exact)."""
+    if bits < 32:
+        scale_src = torch.stack([low, high], dim=3).nan_to_num(0.0, 0.0, 0.0)
         scale = scale_src.abs().flatten(-2).amax(-1, keepdim=True)  # one scale per page
-        step = scale.clamp_min(torch.finfo(torch.float32).tiny) / float(2 ** (label_bits - 1) - 1)
-        # outward rounding keeps the bound; the 1e-3 slack stops float noise from moving a
-        # value that sits exactly on a level (the page's largest |value| always does)
+        step = scale.clamp_min(torch.finfo(torch.float32).tiny) / float(2 ** (bits - 1) - 1)
+        # outward rounding keeps the bound; the slack stops float noise from moving a value
+        # that sits exactly on a level (the page's largest |value| always does)
         low = (low / step + _SLACK).floor() * step
         high = (high / step - _SLACK).ceil() * step
     return torch.stack([low, high], dim=3)
 
 
 class QuestTopKMasker(TopKMasker):
-    """Scores each page by Quest's upper bound and keeps the best pages' keys."""
+    """Scores each page by Quest's upper bound and keeps the best pages whole."""
 
     config_type = QuestTopKMaskerConfig
     config: QuestTopKMaskerConfig
 
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
-        state = config_state(
-            self.layer_state(sparse_meta_data, kwargs.get("layer_idx")),
-            self.config,
-            ("page_size", "label_bits"),
-        )
-        size, bits = self.config.page_size, self.config.label_bits
-        return incremental_key_features(
-            state, "page_bounds", keys, lambda seg: page_bounds(seg, size, bits), unit=size
-        )
+    def pages_per_row(self, key_counts: torch.Tensor) -> torch.Tensor:
+        """Pages each batch row buys: ``ceil(token budget / page_size)``, the token budget
+        resolved against the row's own key count ``[B]``."""
+        size = self.config.heavy_size
+        counts = key_counts.to(torch.float64)
+        if isinstance(size, float):
+            tokens = torch.clamp((size * counts).floor(), min=1.0)
+        else:
+            tokens = torch.full_like(counts, float(size))
+        return torch.ceil(tokens / self.config.page_size).to(torch.int64)
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        bounds: torch.Tensor = state  # [B, Hkv, P, 2, D]
+    def prepare(self, call: CallPlan) -> Any:
+        """Page bounds of all keys ``[B, Hkv, P, 2, D]`` plus each key's page, kept in the
+        state slot and extended with the new keys only."""
         size = self.config.page_size
-        pages = -(-key_limit // size)
-        low, high = bounds[:, :, :pages, 0], bounds[:, :, :pages, 1]
-        b, hq, qc, d = queries.shape
-        hkv = keys.shape[1]
-        grouped = queries.float().reshape(b, hkv, (hq // hkv) * qc, d)
+        pages, count = key_pages(call, size)
+        keys = call.keys
+        b, h, k, d = keys.shape
+        entry = call.state.get("pages")
+        resume = 0
+        if (
+            isinstance(entry, dict)
+            and entry["page_size"] == size
+            and prefix_unchanged(keys, entry["key_len"], entry["probe"])
+            and torch.equal(entry["pages"], pages[:, : entry["key_len"]])
+        ):
+            resume = entry["key_len"]
+            low, high = entry["low"], entry["high"]
+            if low.shape[2] < count + 1:  # grow geometrically (decode rarely reallocates)
+                capacity = max(count + 1, 2 * low.shape[2])
+                grown_low = low.new_full((b, h, capacity, d), float("inf"))
+                grown_high = high.new_full((b, h, capacity, d), float("-inf"))
+                grown_low[:, :, : low.shape[2] - 1] = low[:, :, :-1]
+                grown_high[:, :, : high.shape[2] - 1] = high[:, :, :-1]
+                low, high = grown_low, grown_high
+        else:
+            low = keys.new_full((b, h, count + 1, d), float("inf"), dtype=torch.float32)
+            high = keys.new_full((b, h, count + 1, d), float("-inf"), dtype=torch.float32)
+        # the dump page of padded keys is the last slot of the buffer
+        merge_page_bounds(
+            low, high, keys[:, :, resume:], to_slot(pages[:, resume:], low.shape[2] - 1)
+        )
+        call.state["pages"] = {
+            "page_size": size,
+            "low": low,
+            "high": high,
+            "key_len": k,
+            "probe": keys[:, :, k - 1].clone() if k else keys[:, :, :0],
+            "pages": pages,
+        }
+        bounds = quantize_bounds(low[:, :, :count], high[:, :, :count], self.config.label_bits)
+        return bounds, pages, count
+
+    def page_scores(self, chunk: QueryChunk, bounds: torch.Tensor) -> torch.Tensor:
+        """Quest's bound of every page for the chunk's queries ``[B, Hq, Qc, P]``."""
+        low, high = bounds[:, :, :, 0], bounds[:, :, :, 1]
+        b, hq, qc, d = chunk.queries.shape
+        hkv = bounds.shape[1]
+        grouped = chunk.queries.float().reshape(b, hkv, (hq // hkv) * qc, d)
         # max(q m, q M) summed over d = relu(q) . M + min(q, 0) . m
-        page_scores = grouped.clamp_min(0.0) @ high.transpose(-1, -2)
-        page_scores += grouped.clamp_max(0.0) @ low.transpose(-1, -2)
-        page_scores = page_scores.view(b, hq, qc, pages)
-        return expand_page_scores(page_scores, size, key_limit)
+        scores = grouped.clamp_min(0.0) @ high.transpose(-1, -2)
+        scores += grouped.clamp_max(0.0) @ low.transpose(-1, -2)
+        return scores.view(b, hq, qc, bounds.shape[2])
+
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        """Every key gets its page's bound (padded keys -inf); used by tests and plug-ins
+        that rank keys, while :meth:`add_mask` selects whole pages."""
+        bounds, pages, count = state
+        scores = self.page_scores(chunk, bounds)
+        scores = torch.nn.functional.pad(scores, (0, 1), value=float("-inf"))
+        index = to_slot(pages, count).view(pages.shape[0], 1, 1, -1)
+        index = index.expand(*scores.shape[:3], pages.shape[-1])
+        return scores.gather(-1, index)
+
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        shape = call.shape
+        b, _, q, k = shape
+        if previous.representation == "full" or q == 0 or k == 0:
+            return previous
+        valid = call.key_valid
+        counts = (torch.full((b,), k, device=call.device) if valid is None else valid.sum(-1)).to(
+            torch.int64
+        )
+        wanted = self.pages_per_row(counts)
+        tokens = wanted * self.config.page_size
+        if bool((tokens >= counts).all()):
+            return Mask.full(shape, previous.device, previous.dtype)
+        if int(wanted.max()) <= 0:
+            return previous
+        state = self.prepare(call)
+        parts = [
+            self._select_pages(call, chunk, state, wanted, previous)
+            for chunk in call.query_chunks()
+        ]
+        width = max(part.shape[-1] for part in parts)
+        pad = torch.nn.functional.pad
+        indices = torch.cat([pad(p, (0, width - p.shape[-1]), value=-1) for p in parts], dim=2)
+        mine = Mask.from_index(
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
+        )
+        return previous.merge_disjoint(mine)
+
+    def _select_pages(
+        self,
+        call: CallPlan,
+        chunk: QueryChunk,
+        state: Any,
+        wanted: torch.Tensor,
+        previous: Mask,
+    ) -> torch.Tensor:
+        """Index form ``[B, Hq, Qc, L]`` of the keys of each row's best candidate pages."""
+        bounds, pages, count = state
+        b, h, rows = call.batch, call.num_q_heads, chunk.rows
+        limit = chunk.key_limit
+        if limit == 0 or count == 0:
+            return torch.full((b, h, rows, 0), -1, dtype=torch.int64, device=call.device)
+        # eligible keys: allowed by the mask and not selected yet
+        blocked = torch.zeros((b, h, rows, limit), device=call.device)
+        exclude_previous(blocked, previous.query_slice(chunk.start, chunk.end))
+        eligible = torch.isfinite(blocked)
+        if chunk.attention_mask is not None:
+            eligible &= ~masked_keys(chunk.attention_mask[..., :limit])
+        key_page = to_slot(pages[:, :limit], count).view(pages.shape[0], 1, 1, limit)
+        key_page = key_page.expand(b, h, rows, limit)
+        candidate = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
+        candidate.scatter_reduce_(-1, key_page, eligible, reduce="amax", include_self=True)
+        scores = self.page_scores(chunk, bounds)
+        scores = scores.masked_fill(~candidate[..., :count], float("-inf"))
+        take = min(int(wanted.max()), count)
+        best, order = scores.topk(take, dim=-1, sorted=True)
+        rank = torch.arange(take, device=call.device)
+        chosen_ok = torch.isfinite(best) & (rank < wanted.view(b, 1, 1, 1))
+        chosen = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
+        chosen.scatter_(-1, order, chosen_ok)
+        keep = chosen.gather(-1, key_page) & eligible
+        return pack_keys(keep)
+
+
+def pack_keys(keep: torch.Tensor) -> torch.Tensor:
+    """Bool ``[..., K]`` -> ascending kept indices ``[..., L]`` (-1 padded)."""
+    key_len = keep.shape[-1]
+    width = int(keep.sum(-1).max()) if keep.numel() else 0
+    positions = torch.arange(key_len, device=keep.device)
+    keyed = torch.where(keep, positions, key_len)
+    packed = keyed.topk(width, dim=-1, largest=False, sorted=True).values
+    return torch.where(packed < key_len, packed, -1)

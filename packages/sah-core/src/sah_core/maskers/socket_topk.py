@@ -10,15 +10,18 @@ its bucket in table ``l`` is the sign pattern ``s_l(k) in {-1, +1}^K`` of its pr
 query is hashed softly: with projections ``u_l = W_l q``, its probability of landing in bucket
 ``s`` is a softmax over the ``2^K`` buckets of ``<u_l, s> / tau``, which factorises over the
 hyperplanes as ``prod_j sigmoid(2 s_j u_lj / tau)``. A key's score is its soft collision
-count ``sum_l P_l(s_l(k) | q)``; the top ``heavy_size`` keys are kept. ``tau`` -> 0 recovers
+count ``C(k) = sum_l P_l(s_l(k) | q)``, and SOCKET's score multiplies it by the key's value
+norm, ``C(k) * ||v_k||`` (a key with a large value moves the output more); the top
+``heavy_size`` keys are kept. ``tau`` -> 0 recovers
 hard bucket matching, a large ``tau`` flattens the kernel. (The paper defines the soft
 collision kernel; the softmax-over-bucket-corners form with temperature ``tau`` is this
 implementation's reading of it.)
 
-The score is returned as ``log sum_l P_l`` (same ranking, no underflow for small ``tau``).
-Hyperplanes are drawn from a fixed seed and the layer index (deterministic, shared by the
-heads of a layer) and kept with the key bucket codes per layer in ``sparse_meta_data``;
-decode hashes only the new keys.
+The score is returned as ``log sum_l P_l + log ||v||`` (same ranking, no underflow for small
+``tau``). Hyperplanes are drawn from a fixed seed and the layer index (deterministic, shared
+by the heads of a layer) and kept with the key bucket codes and value norms in the masker's
+state slot; decode hashes only the new keys. Hashing is per key, so padded keys of a batch
+never affect another key's score (and are never selected: the attention mask forbids them).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from typing import Any
 
 import torch
 
+from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_float, check_int
-from sah_core.maskers.key_state_cache import config_state, incremental_key_features
+from sah_core.maskers.key_state_cache import incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
 #: Base seed of the hyperplanes (the layer index is added).
@@ -81,18 +85,10 @@ class SocketMasker(TopKMasker):
     config_type = SocketMaskerConfig
     config: SocketMaskerConfig
 
-    def prepare(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        scaling: float,
-        sparse_meta_data: dict[Any, Any],
-        **kwargs: Any,
-    ) -> Any:
-        layer_idx = kwargs.get("layer_idx")
-        state = config_state(self.layer_state(sparse_meta_data, layer_idx), self.config, ("K", "L"))
+    def prepare(self, call: CallPlan) -> Any:
+        layer_idx = call.layer_idx
+        state = call.state
+        keys = call.keys
         tables, bits, dim = self.config.L, self.config.K, keys.shape[-1]
         planes = state.get("planes")
         if not isinstance(planes, torch.Tensor) or planes.shape != (tables, bits, dim):
@@ -119,20 +115,18 @@ class SocketMasker(TopKMasker):
             return (ids + offsets).flatten(-2)
 
         buckets = incremental_key_features(state, "key_buckets", keys, key_buckets)
-        return planes, buckets
+        # log ||v||: the value-norm factor of SOCKET's score (values grow like the keys)
+        log_norms = incremental_key_features(
+            state,
+            "value_log_norms",
+            call.values,
+            lambda seg: seg.float().norm(dim=-1).clamp_min(1e-30).log(),
+        )
+        return planes, buckets, log_norms
 
-    def key_scores(
-        self,
-        keys: torch.Tensor,
-        queries: torch.Tensor,
-        values: torch.Tensor,
-        scaling: float,
-        state: Any,
-        *,
-        key_limit: int,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        planes, buckets = state
+    def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        planes, buckets, log_norms = state
+        queries, keys, key_limit = chunk.queries, call.keys, chunk.key_limit
         tables, bits = self.config.L, self.config.K
         b, hq, qc, d = queries.shape
         hkv = keys.shape[1]
@@ -150,7 +144,8 @@ class SocketMasker(TopKMasker):
             for first in range(0, rows, step)
         ]
         total = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
-        return total.view(b, hq, qc, key_limit)
+        norms: torch.Tensor = log_norms[:, :, None, :key_limit]
+        return (total + norms).view(b, hq, qc, key_limit)
 
     def _score_rows(self, scaled: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """log sum_l P_l(bucket_l(k) | q) ``[B, Hkv, R, K']`` for query rows ``scaled``
