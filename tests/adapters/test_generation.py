@@ -9,8 +9,8 @@ import torch
 from adapter_testkit import CONTEXT, QUESTIONS, real_sparse_config, tiny_model
 
 from sah_adapters import GenerationSettings, ModelAdapterHF
+from sah_adapters.decoding import TokenDecoder
 from sah_adapters.prompt_builder import build_template, truncate_context
-from sah_adapters.token_sampling import select_next_tokens
 from sah_protocol import Request
 
 
@@ -109,19 +109,25 @@ def test_sampling_is_seeded_and_degenerate_sampling_is_greedy(adapter: Any) -> N
     assert _ids(adapter, request, {"temperature": 0.0}) == greedy
 
 
+def _first_tokens(settings: GenerationSettings, logits: Any, generator: Any) -> Any:
+    decoder = TokenDecoder(settings, None, eos_token_ids=(), pad_token_id=0)
+    # One token per row: the step function is never called.
+    return torch.tensor(decoder.run(logits, lambda _t: logits, generator))[:, 0]
+
+
 def test_top_k_and_top_p_sample_only_allowed_tokens() -> None:
     torch.manual_seed(0)
     logits = torch.randn(4, 50)
     generator = torch.Generator().manual_seed(0)
-    top_k = GenerationSettings.from_kwargs({"top_k": 3})
+    top_k = GenerationSettings.from_kwargs({"top_k": 3, "max_new_tokens": 1})
     allowed = torch.topk(logits, 3, dim=-1).indices
     for _ in range(50):
-        tokens = select_next_tokens(logits, top_k, generator)
+        tokens = _first_tokens(top_k, logits, generator)
         assert (allowed == tokens[:, None]).any(dim=-1).all()
-    top_p = GenerationSettings.from_kwargs({"top_p": 0.5})
+    top_p = GenerationSettings.from_kwargs({"top_p": 0.5, "max_new_tokens": 1})
     probs = torch.softmax(logits, dim=-1)
     for _ in range(50):
-        tokens = select_next_tokens(logits, top_p, generator)
+        tokens = _first_tokens(top_p, logits, generator)
         chosen = probs.gather(-1, tokens[:, None])
         # Nucleus property: the mass strictly above a chosen token is below top_p.
         assert (torch.where(probs > chosen, probs, 0).sum(-1) < 0.5).all()

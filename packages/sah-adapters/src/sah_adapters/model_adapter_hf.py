@@ -1,11 +1,13 @@
 """ModelAdapterHF: answers requests with a HuggingFace decoder, sparse attention optional.
 
 Data flow of one request (see DESIGN.md, "Data flow"): tokenize (chat template when the
-tokenizer has one) → prefill the context once, densely → for each batch of questions: copy the
-context KV cache, run the question tokens and every generated token in sparse mode →
-decode. Sparse mode switches the model's ``attn_implementation`` to a name this adapter
-registered in transformers' ``AttentionInterface`` (+ ``AttentionMaskInterface``), whose
-function forwards to ``ResearchAttention.custom_attention``.
+tokenizer has one) → prefill the context once, densely (or take it from a shared
+``ContextCacheStore``) → for each batch of questions: extend the context KV cache with the
+question tokens and every generated token in sparse mode, then roll it back to the context
+(``ContextCheckpoint``, no copy) → decode. Sparse mode switches the model's
+``attn_implementation`` to a name this adapter registered in transformers'
+``AttentionInterface`` (+ ``AttentionMaskInterface``), whose function
+forwards to ``ResearchAttention.custom_attention``.
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from sah_adapters.attention_registration import (
     unique_attention_name,
     unregister_attention,
 )
+from sah_adapters.context_kv import ContextCacheStore, ContextCheckpoint
+from sah_adapters.decoding import TokenDecoder, finish_text
 from sah_adapters.generation_settings import GenerationSettings, RequestSettings
 from sah_adapters.model_loading import load_model, load_tokenizer
+from sah_adapters.placement import Placement
 from sah_adapters.prompt_builder import (
     build_template,
     encode_context,
@@ -38,7 +43,6 @@ from sah_adapters.prompt_builder import (
 )
 from sah_adapters.reference_attention import reference_attention
 from sah_adapters.request_stats import RequestStats
-from sah_adapters.token_sampling import select_next_tokens
 from sah_adapters.transformers_compat import (
     attention_implementation,
     cache_argument_name,
@@ -92,9 +96,18 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         sparse_attention_config: a ``sah_core.ResearchAttentionConfig``; ``None`` gives a
             dense-only adapter (every token runs the model's own attention).
         model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` (default
-            ``dtype=float32``, ``trust_remote_code=False``).
+            ``trust_remote_code=False``; ``True`` logs a warning naming the code it runs).
+            May also carry ``device``, ``device_map``, ``dtype`` / ``torch_dtype``.
         tokenizer_kwargs: passed to ``AutoTokenizer.from_pretrained``.
-        device: where to put the model (default: where ``from_pretrained`` leaves it, the CPU).
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when available); the
+            weights are loaded straight onto it. A CUDA device without CUDA is a ValueError
+            before anything loads. Default: the CPU.
+        dtype: ``"bfloat16"``, ``"float16"``, ``"float32"`` (default), ``"auto"`` (the
+            checkpoint's) or a torch dtype.
+        safetensors_only: refuse pickle checkpoints (``UnsafeCheckpointError``); the
+            benchmark CLI turns it on by default.
+        context_cache: a :class:`ContextCacheStore` shared with other adapters of the same
+            model, so each context is prefilled once across them.
 
     Use as a context manager, or call :meth:`close`, to remove the registration.
     ``last_request_stats`` holds the timings of the latest :meth:`process_request`.
@@ -102,7 +115,10 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
 
     model: Any
     tokenizer: Any
+    sparse_attention_config: Any | None
     last_request_stats: RequestStats | None
+    _research_attention: Any | None
+    _sparse_meta_data: dict[Any, Any]
 
     def __init__(
         self,
@@ -111,16 +127,26 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         model_kwargs: dict[str, Any] | None = None,
         tokenizer_kwargs: dict[str, Any] | None = None,
         device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        *,
+        safetensors_only: bool = False,
+        context_cache: ContextCacheStore | None = None,
     ) -> None:
         given = (("model_kwargs", model_kwargs), ("tokenizer_kwargs", tokenizer_kwargs))
         for field, value in given:
             if value is not None and not isinstance(value, dict):
                 raise ValueError(f"{field} must be a dict or None, got {type(value).__name__}")
+        if not isinstance(safetensors_only, bool):
+            raise ValueError(f"safetensors_only={safetensors_only!r} must be a bool")
         self.model_name = model_name
-        self.device = None if device is None else torch.device(device)
-        model = self.create_model(model_name, dict(model_kwargs or {}))
+        kwargs = dict(model_kwargs or {})
+        # Resolved (and CUDA checked) before anything is read from disk.
+        self.placement = Placement.resolve(device, dtype, kwargs)
+        self.device = self.placement.device
+        self.safetensors_only = safetensors_only
+        model = self.create_model(model_name, kwargs)
         tokenizer = self.create_tokenizer(model_name, dict(tokenizer_kwargs or {}))
-        self._initialize(model, tokenizer, sparse_attention_config)
+        self._initialize(model, tokenizer, sparse_attention_config, context_cache)
 
     @classmethod
     def from_model(
@@ -129,28 +155,74 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         tokenizer: Any,
         sparse_attention_config: Any | None = None,
         model_name: str | None = None,
+        *,
+        context_cache: ContextCacheStore | None = None,
     ) -> ModelAdapterHF:
-        """Wrap an already loaded model and tokenizer (the model is switched to eval mode)."""
+        """Wrap an already loaded model and tokenizer (the model is switched to eval mode).
+
+        Adapters over the same model may share one ``context_cache`` store, so a context
+        prefilled by one is reused by the others (see :class:`ContextCacheStore`).
+        """
         adapter = cls.__new__(cls)
         adapter.model_name = model_name or str(
             getattr(model.config, "_name_or_path", "") or type(model).__name__
         )
+        adapter.placement = Placement()
         adapter.device = None
+        adapter.safetensors_only = False
         model.eval()
-        adapter._initialize(model, tokenizer, sparse_attention_config)
+        adapter._initialize(model, tokenizer, sparse_attention_config, context_cache)
         return adapter
 
     # ------------------------------------------------------------------ ModelHubAdapterInterface
     def create_model(self, model_name: str, model_kwargs: dict[str, Any]) -> Any:
-        device = None if self.device is None else str(self.device)
-        return load_model(model_name, model_kwargs, device)
+        return load_model(
+            model_name,
+            model_kwargs,
+            getattr(self, "placement", None),
+            safetensors_only=getattr(self, "safetensors_only", False),
+        )
 
     def create_tokenizer(self, model_name: str, tokenizer_kwargs: dict[str, Any]) -> Any:
         return load_tokenizer(model_name, tokenizer_kwargs)
 
+    # ------------------------------------------------------------------ context sharing
+    @property
+    def context_cache(self) -> ContextCacheStore | None:
+        """The store that shares context prefills with other adapters (None = not shared)."""
+        return self._context_cache
+
+    @context_cache.setter
+    def context_cache(self, store: ContextCacheStore | None) -> None:
+        if store is not None and not isinstance(store, ContextCacheStore):
+            raise ValueError(
+                f"context_cache must be a ContextCacheStore or None, got {type(store).__name__}"
+            )
+        self._context_cache = store
+
+    def set_sparse_attention_config(self, sparse_attention_config: Any | None) -> None:
+        """Swap the masker stack (None = dense); the model and any shared context stay."""
+        self._require_open()
+        previous = (self.sparse_attention_config, self._research_attention)
+        self.sparse_attention_config = sparse_attention_config
+        self._research_attention = self._build_research_attention(sparse_attention_config)
+        self._sparse_meta_data = {}
+        try:
+            self._check_attention_dispatch()  # e.g. soft-capping is refused only when sparse
+        except BaseException:
+            self.sparse_attention_config, self._research_attention = previous
+            raise
+
     # ------------------------------------------------------------------ set-up and tear-down
-    def _initialize(self, model: Any, tokenizer: Any, sparse_attention_config: Any | None) -> None:
+    def _initialize(
+        self,
+        model: Any,
+        tokenizer: Any,
+        sparse_attention_config: Any | None,
+        context_cache: ContextCacheStore | None,
+    ) -> None:
         self._closed = True  # until registration succeeds, close() has nothing to undo
+        self.context_cache = context_cache
         self.model = model
         self.tokenizer = tokenizer
         self.sparse_attention_config = sparse_attention_config
@@ -164,7 +236,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             )
         self._cache_argument = cache_argument_name(model)
         self._accepts_logits_to_keep = "logits_to_keep" in _forward_parameters(model)
-        self._sparse_meta_data: dict[Any, Any] = {}
+        self._sparse_meta_data = {}
         self._probe_layers: list[int | None] | None = None
         self._attention_name = unique_attention_name()
         self._attention_function = _make_attention_function(weakref.ref(self))
@@ -316,7 +388,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             return reference_attention(
                 module, query, key, value, attention_mask, scaling, dropout, **kwargs
             )
-        kwargs.setdefault("layer_idx", layer_idx)
+        # ResearchAttention reads the layer from ``module.layer_idx`` itself.
         return self._research_attention.custom_attention(  # type: ignore[no-any-return]
             module,
             query,
@@ -384,30 +456,27 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         generator = None
         if settings.seed is not None:
             generator = torch.Generator(device=self._model_device()).manual_seed(settings.seed)
+        decoder = TokenDecoder(
+            settings, self.tokenizer, self._eos_ids(settings), self._pad_token_id()
+        )
         # Left padding inside a batch needs context keys for the pad rows to attend to.
         batch_size = options.batch_size if context_ids else 1
+        batches = [
+            question_ids[start : start + batch_size]
+            for start in range(0, len(question_ids), batch_size)
+        ]
         answers: list[str] = []
         with torch.no_grad():
-            t0 = time.perf_counter()
-            with self.enable_dense_mode():
-                context_cache, context_logits = self._prefill_context(context_ids)
-            stats.context_prefill_seconds = time.perf_counter() - t0
-            for start in range(0, len(question_ids), batch_size):
-                batch = question_ids[start : start + batch_size]
-                is_last = start + batch_size >= len(question_ids)
-                # Every batch but the last works on a copy; the last may consume the original.
-                cache = context_cache if is_last else copy.deepcopy(context_cache)
-                answers.extend(
-                    self._answer_batch(
-                        cache,
-                        len(context_ids),
-                        context_logits,
-                        batch,
-                        settings,
-                        generator,
-                        stats,
+            context_state = self._context_state(context_ids, stats)
+            for index, batch in enumerate(batches):
+                more_follow = index + 1 < len(batches)
+                cache = context_state.cache_for_batch(more_follow)
+                try:
+                    answers.extend(
+                        self._answer_batch(cache, context_state, batch, decoder, generator, stats)
                     )
-                )
+                finally:
+                    context_state.after_batch(cache, more_follow)
         stats.total_seconds = time.perf_counter() - started
         self.last_request_stats = stats
         return RequestResponse.for_request(request, answers)
@@ -423,6 +492,40 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             inputs["logits_to_keep"] = 1  # only the last position's logits are ever needed
         return self.model(use_cache=True, **inputs)
 
+    def _prefill_is_dense(self) -> bool:
+        """Whether the context prefill ignores the sparse config (so it can be shared).
+
+        A stack that acts in the prefill phase (``"prefill" in config.phases``) makes the
+        context KV depend on the config: it is then never taken from or put in a store.
+        """
+        phases = getattr(self.sparse_attention_config, "phases", ())
+        return self._research_attention is None or "prefill" not in tuple(phases or ())
+
+    def _context_state(self, context_ids: list[int], stats: RequestStats) -> _ContextState:
+        """The context's KV cache and last logits: from the store, or a fresh dense prefill."""
+        store = self._context_cache if self._prefill_is_dense() else None
+        key = tuple(context_ids)
+        if store is not None and context_ids:
+            entry = store.lookup(self.model, key)
+            if entry is not None:
+                stats.context_cache_hit = True
+                return _ContextState(
+                    self, len(context_ids), entry.cache, entry.logits, entry.checkpoint, store
+                )
+            store.clear()  # free the previous context before this prefill allocates
+        t0 = time.perf_counter()
+        with self.enable_dense_mode():
+            cache, logits = self._prefill_context(context_ids)
+        stats.context_prefill_seconds = time.perf_counter() - t0
+        checkpoint = None
+        if context_ids and ContextCheckpoint.supports(cache):
+            checkpoint = ContextCheckpoint.mark(cache, len(context_ids))
+        else:
+            store = None
+        if store is not None and checkpoint is not None:
+            store.put(self.model, key, cache, logits, checkpoint)
+        return _ContextState(self, len(context_ids), cache, logits, checkpoint, store)
+
     def _prefill_context(self, context_ids: list[int]) -> tuple[Any, torch.Tensor | None]:
         cache = new_dynamic_cache(self.model.config)
         if not context_ids:
@@ -431,21 +534,23 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         ids = torch.tensor([context_ids], device=device)
         out = self._forward(
             input_ids=ids,
-            attention_mask=torch.ones_like(ids),
+            attention_mask=None,  # one unpadded row: None is all-ones without the check
             position_ids=torch.arange(len(context_ids), device=device)[None],
             cache=cache,
         )
         return cache, out.logits[:, -1, :]
 
-    def _eos_ids(self, settings: GenerationSettings) -> set[int]:
+    def _eos_ids(self, settings: GenerationSettings) -> tuple[int, ...]:
         if settings.eos_token_ids is not None:
-            return set(settings.eos_token_ids)
+            return settings.eos_token_ids
         configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
         if configured is None:
             configured = self.tokenizer.eos_token_id
         if configured is None:
-            return set()
-        return {int(configured)} if isinstance(configured, int) else {int(e) for e in configured}
+            return ()
+        if isinstance(configured, int):
+            return (int(configured),)
+        return tuple(dict.fromkeys(int(e) for e in configured))
 
     def _pad_token_id(self) -> int:
         for candidate in (
@@ -460,10 +565,9 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
     def _answer_batch(
         self,
         cache: Any,
-        context_length: int,
-        context_logits: torch.Tensor | None,
+        context: _ContextState,
         questions: list[list[int]],
-        settings: GenerationSettings,
+        decoder: TokenDecoder,
         generator: torch.Generator | None,
         stats: RequestStats,
     ) -> list[str]:
@@ -474,8 +578,10 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         would alone (for sliding-window layers the pads still occupy cache slots of the window).
         """
         device = self._model_device()
+        context_length = context.length
         batch, lengths = len(questions), [len(q) for q in questions]
         longest = max(lengths)
+        padded = len(set(lengths)) > 1
         pad = self._pad_token_id()
         if batch > 1:
             cache.batch_repeat_interleave(batch)
@@ -483,70 +589,103 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         mode = self.enable_sparse_mode if self._research_attention else self.enable_dense_mode
 
         input_ids = torch.full((batch, longest), pad, dtype=torch.long)
-        mask = torch.zeros((batch, context_length + longest), dtype=torch.long)
-        mask[:, :context_length] = 1
+        # The mask of the whole batch, allocated once; step t uses a prefix view of it.
+        total = context_length + longest + decoder.settings.max_new_tokens
+        full_mask = torch.ones((batch, total), dtype=torch.long)
         positions = torch.full((batch, longest), context_length, dtype=torch.long)
         for row, ids in enumerate(questions):
+            full_mask[row, context_length : context_length + longest - len(ids)] = 0
             if ids:
                 input_ids[row, longest - len(ids) :] = torch.tensor(ids)
-                mask[row, context_length + longest - len(ids) :] = 1
                 positions[row, longest - len(ids) :] = context_length + torch.arange(len(ids))
-        input_ids, mask, positions = input_ids.to(device), mask.to(device), positions.to(device)
+        input_ids, positions = input_ids.to(device), positions.to(device)
+        full_mask = full_mask.to(device)
+        seen = context_length + longest
 
-        eos = self._eos_ids(settings)
-        generated: list[list[int]] = [[] for _ in range(batch)]
-        finished = [False] * batch
+        def mask_upto(length: int) -> torch.Tensor | None:
+            return full_mask[:, :length] if padded else None
+
         with mode():
             t0 = time.perf_counter()
             if longest > 0:
                 out = self._forward(
-                    input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache
-                )
-                logits = out.logits[:, -1, :]
-                for row, n in enumerate(lengths):
-                    if n == 0 and context_logits is not None:  # the answer starts right away
-                        logits[row] = context_logits[0]
-            else:
-                assert context_logits is not None  # checked in process_request
-                logits = context_logits.expand(batch, -1)
-            t1 = time.perf_counter()
-            stats.question_prefill_seconds += t1 - t0
-            next_positions = (context_length + torch.tensor(lengths, device=device))[:, None]
-            for step in range(settings.max_new_tokens):
-                tokens = select_next_tokens(logits, settings, generator)
-                for row, token in enumerate(tokens.tolist()):
-                    if finished[row]:
-                        continue
-                    if token in eos:
-                        finished[row] = True
-                        continue
-                    generated[row].append(token)
-                    if settings.stop and self._hit_stop(generated[row], settings.stop):
-                        finished[row] = True
-                if all(finished) or step == settings.max_new_tokens - 1:
-                    break
-                mask = torch.cat([mask, mask.new_ones((batch, 1))], dim=1)
-                out = self._forward(
-                    input_ids=tokens[:, None],
-                    attention_mask=mask,
-                    position_ids=next_positions,
+                    input_ids=input_ids,
+                    attention_mask=mask_upto(seen),
+                    position_ids=positions,
                     cache=cache,
                 )
                 logits = out.logits[:, -1, :]
-                next_positions = next_positions + 1
+                for row, n in enumerate(lengths):
+                    if n == 0 and context.logits is not None:  # the answer starts right away
+                        logits[row] = context.logits[0]
+            else:
+                assert context.logits is not None  # checked in process_request
+                logits = context.logits.expand(batch, -1)
+            t1 = time.perf_counter()
+            stats.question_prefill_seconds += t1 - t0
+            step_positions = (context_length + torch.tensor(lengths, device=device))[:, None]
+
+            def step(tokens: torch.Tensor) -> torch.Tensor:
+                nonlocal seen, step_positions
+                seen += 1
+                out = self._forward(
+                    input_ids=tokens[:, None],
+                    attention_mask=mask_upto(seen),
+                    position_ids=step_positions,
+                    cache=cache,
+                )
+                step_positions = step_positions + 1
+                return out.logits[:, -1, :]  # type: ignore[no-any-return]
+
+            generated = decoder.run(logits, step, generator)
             stats.decode_seconds += time.perf_counter() - t1
         stats.generated_tokens.extend(len(g) for g in generated)
         stats.answer_token_ids.extend(list(g) for g in generated)
-        return [self._finish_text(g, settings.stop) for g in generated]
+        return [finish_text(self.tokenizer, g, decoder.settings.stop) for g in generated]
 
-    def _hit_stop(self, tokens: list[int], stop: tuple[str, ...]) -> bool:
-        text = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        return any(s in text for s in stop)
 
-    def _finish_text(self, tokens: list[int], stop: tuple[str, ...]) -> str:
-        text: str = self.tokenizer.decode(tokens, skip_special_tokens=True)
-        cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
-        return text[:cut] if cut >= 0 else text
+class _ContextState:
+    """The context of one request: its KV cache, last logits, and how to reuse the cache.
+
+    With a checkpoint every batch extends the one cache and it is rolled back afterwards (no
+    copy); a cache the checkpoint cannot handle is deep-copied for every batch but the last.
+    An empty context gets a fresh cache per batch.
+    """
+
+    def __init__(
+        self,
+        adapter: ModelAdapterHF,
+        length: int,
+        cache: Any,
+        logits: torch.Tensor | None,
+        checkpoint: ContextCheckpoint | None,
+        store: ContextCacheStore | None,
+    ) -> None:
+        self._adapter = adapter
+        self.length = length
+        self.cache = cache
+        self.logits = logits
+        self.checkpoint = checkpoint
+        self.store = store
+
+    def cache_for_batch(self, more_follow: bool) -> Any:
+        if self.length == 0:
+            return new_dynamic_cache(self._adapter.model.config)
+        if self.checkpoint is None and more_follow:
+            return copy.deepcopy(self.cache)
+        return self.cache
+
+    def after_batch(self, cache: Any, more_follow: bool) -> None:
+        if self.checkpoint is None or cache is not self.cache:
+            return
+        if not (more_follow or self.store is not None):
+            return  # the last user of this cache: nothing to roll back for
+        try:
+            self.checkpoint.restore(cache)
+        except Exception:
+            if self.store is not None:
+                self.store.clear()  # never hand a half-restored cache to another adapter
+            raise
 
 
 def _forward_parameters(model: Any) -> set[str]:

@@ -14,6 +14,8 @@ class RequestStats:
     generated_tokens: list[int] = field(default_factory=list)
     # The generated token ids of each answer (EOS excluded), in question order.
     answer_token_ids: list[list[int]] = field(default_factory=list)
+    # The context KV came from a shared ContextCacheStore (no prefill ran in this request).
+    context_cache_hit: bool = False
     context_prefill_seconds: float = 0.0  # dense prefill of the context (once per request)
     question_prefill_seconds: float = 0.0  # the question tokens of every batch, sparse mode
     decode_seconds: float = 0.0  # generated tokens after the first, sparse mode
@@ -33,6 +35,7 @@ class RequestStats:
             "context_tokens": self.context_tokens,
             "question_tokens": list(self.question_tokens),
             "generated_tokens": list(self.generated_tokens),
+            "context_cache_hit": self.context_cache_hit,
             "context_prefill_seconds": self.context_prefill_seconds,
             "question_prefill_seconds": self.question_prefill_seconds,
             "prefill_seconds": self.prefill_seconds,
