@@ -1,14 +1,17 @@
 """Sparse Attention Hub: the one-import public API.
 
 ``from sparse_attention_hub import ModelAdapterHF, Request, RequestResponse,
-ResearchAttentionConfig, ...``. Heavy packages (torch, transformers) load only when a name
-that needs them is first used, so ``import sparse_attention_hub`` stays cheap.
+ResearchAttentionConfig, ...``. Every public name is declared statically below (the
+``TYPE_CHECKING`` imports), so type checkers and IDEs see the real classes, while at run
+time a name's package is imported only when the name is first used: ``import
+sparse_attention_hub`` stays cheap and ``from sparse_attention_hub import write_report``
+does not import torch.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
@@ -23,22 +26,320 @@ REMOVED_NAMES: dict[str, str] = {
     "SparseAttentionServer": "removed; no replacement",
 }
 
-# Modules searched, in order, for a public name that is not defined here.
-_PROVIDERS = ("sah_protocol", "sah_core", "sah_core.maskers", "sah_adapters", "sah_bench")
+# Packages searched, in order, for a public name missing from _PROVIDED (a name a package
+# added later; tests/integration/test_public_api.py asks for it to be declared here).
+_PROVIDERS = ("sah_protocol", "sah_core", "sah_adapters", "sah_bench")
 
+#: Every public name and the package that provides it (first provider wins).
+_PROVIDED: dict[str, str] = {
+    "BENCHMARKS_ENTRY_POINT_GROUP": "sah_protocol",
+    "BenchmarkProtocol": "sah_protocol",
+    "MASKERS_ENTRY_POINT_GROUP": "sah_protocol",
+    "MaskerConfigProtocol": "sah_protocol",
+    "MaskerProtocol": "sah_protocol",
+    "ModelAdapter": "sah_protocol",
+    "ModelHubAdapterInterface": "sah_protocol",
+    "Request": "sah_protocol",
+    "RequestResponse": "sah_protocol",
+    "ResultRecord": "sah_protocol",
+    "SamplingMaskerProtocol": "sah_protocol",
+    "ScorerProtocol": "sah_protocol",
+    "SparseAttentionAdapterInterface": "sah_protocol",
+    "AdaptiveSamplingMasker": "sah_core",
+    "AdaptiveSamplingMaskerConfig": "sah_core",
+    "CallPlan": "sah_core",
+    "CausalMasker": "sah_core",
+    "CausalMaskerConfig": "sah_core",
+    "DoubleSparsityTopKMasker": "sah_core",
+    "DoubleSparsityTopKMaskerConfig": "sah_core",
+    "FixedMasker": "sah_core",
+    "HashAttentionTopKMasker": "sah_core",
+    "HashAttentionTopKMaskerConfig": "sah_core",
+    "LocalMasker": "sah_core",
+    "LocalMaskerConfig": "sah_core",
+    "MagicPig": "sah_core",
+    "MagicPigConfig": "sah_core",
+    "Mask": "sah_core",
+    "MaskerConfig": "sah_core",
+    "MicroMetricLogger": "sah_core",
+    "NonFiniteInputError": "sah_core",
+    "OracleTopK": "sah_core",
+    "OracleTopKConfig": "sah_core",
+    "OracleTopPMasker": "sah_core",
+    "OracleTopPMaskerConfig": "sah_core",
+    "PQCache": "sah_core",
+    "PQCacheConfig": "sah_core",
+    "QueryChunk": "sah_core",
+    "QuestTopKMasker": "sah_core",
+    "QuestTopKMaskerConfig": "sah_core",
+    "RandomSamplingMasker": "sah_core",
+    "RandomSamplingMaskerConfig": "sah_core",
+    "ResearchAttention": "sah_core",
+    "ResearchAttentionConfig": "sah_core",
+    "ResearchMasker": "sah_core",
+    "SamplingMasker": "sah_core",
+    "SamplingMaskerConfig": "sah_core",
+    "SinkMasker": "sah_core",
+    "SinkMaskerConfig": "sah_core",
+    "SocketMasker": "sah_core",
+    "SocketMaskerConfig": "sah_core",
+    "TopKMasker": "sah_core",
+    "TopKMaskerConfig": "sah_core",
+    "attention_backends": "sah_core",
+    "available_maskers": "sah_core",
+    "check_choice": "sah_core",
+    "check_float": "sah_core",
+    "check_int": "sah_core",
+    "check_size": "sah_core",
+    "config_class_for": "sah_core",
+    "expand_page_scores": "sah_core",
+    "index_attention": "sah_core",
+    "masked_attention": "sah_core",
+    "masker_class_for": "sah_core",
+    "register_attention_backend": "sah_core",
+    "register_masker": "sah_core",
+    "resolve_size": "sah_core",
+    "run_attention": "sah_core",
+    "unregister_attention_backend": "sah_core",
+    "BUILTIN_MODELS": "sah_adapters",
+    "BuiltinModel": "sah_adapters",
+    "ContextCacheStore": "sah_adapters",
+    "ContextCheckpoint": "sah_adapters",
+    "CorruptCheckpointError": "sah_adapters",
+    "GenerationSettings": "sah_adapters",
+    "ModelAdapterHF": "sah_adapters",
+    "ModelLoadError": "sah_adapters",
+    "ModelPathNotFoundError": "sah_adapters",
+    "Placement": "sah_adapters",
+    "RequestSettings": "sah_adapters",
+    "RequestStats": "sah_adapters",
+    "TokenDecoder": "sah_adapters",
+    "UnsafeCheckpointError": "sah_adapters",
+    "cache_dir": "sah_adapters",
+    "converted_model_dir": "sah_adapters",
+    "is_registered": "sah_adapters",
+    "load_model": "sah_adapters",
+    "load_tokenizer": "sah_adapters",
+    "reference_attention": "sah_adapters",
+    "register_attention": "sah_adapters",
+    "resolve_model_source": "sah_adapters",
+    "unique_attention_name": "sah_adapters",
+    "unregister_attention": "sah_adapters",
+    "Aime2024": "sah_bench",
+    "Aime2025": "sah_bench",
+    "Benchmark": "sah_bench",
+    "BenchmarkExecutor": "sah_bench",
+    "BenchmarkSpec": "sah_bench",
+    "COMMON_FIELDS": "sah_bench",
+    "CellResult": "sah_bench",
+    "CellSpec": "sah_bench",
+    "DEFAULT_BENCHMARK": "sah_bench",
+    "InfiniteBench": "sah_bench",
+    "LoftRag": "sah_bench",
+    "LongBench": "sah_bench",
+    "LongBenchV2": "sah_bench",
+    "LooGLE": "sah_bench",
+    "MockBenchmark": "sah_bench",
+    "RequestGroup": "sah_bench",
+    "Ruler": "sah_bench",
+    "Ruler16K": "sah_bench",
+    "Ruler32K": "sah_bench",
+    "SYNTHETIC_TASKS": "sah_bench",
+    "SyntheticBenchmark": "sah_bench",
+    "ZeroScrolls": "sah_bench",
+    "boxed_match_score": "sah_bench",
+    "build_hf_adapter": "sah_bench",
+    "choice_score": "sah_bench",
+    "classification_score": "sah_bench",
+    "code_sim_score": "sah_bench",
+    "collect_cells": "sah_bench",
+    "count_score": "sah_bench",
+    "coverage_score": "sah_bench",
+    "first_int_score": "sah_bench",
+    "generate_row": "sah_bench",
+    "get_benchmark": "sah_bench",
+    "get_benchmark_class": "sah_bench",
+    "group_rows": "sah_bench",
+    "kv_retrieval_score": "sah_bench",
+    "leaderboard": "sah_bench",
+    "list_benchmarks": "sah_bench",
+    "math_find_score": "sah_bench",
+    "option_choice_score": "sah_bench",
+    "parse_benchmark_spec": "sah_bench",
+    "qa_f1_score": "sah_bench",
+    "qa_f1_zh_score": "sah_bench",
+    "retrieval_score": "sah_bench",
+    "retrieval_zh_score": "sah_bench",
+    "rouge_score": "sah_bench",
+    "rouge_zh_score": "sah_bench",
+    "string_match_all": "sah_bench",
+    "string_match_part": "sah_bench",
+    "subspan_em_score": "sah_bench",
+    "tokenizer_token_counter": "sah_bench",
+    "whitespace_token_count": "sah_bench",
+    "write_report": "sah_bench",
+}
 
-def _public_names() -> list[str]:
-    names = set(_OWN_NAMES)
-    for module_name in _PROVIDERS:
-        names.update(getattr(importlib.import_module(module_name), "__all__", ()))
-    return sorted(names)
+if TYPE_CHECKING:
+    from sah_protocol import (
+        BENCHMARKS_ENTRY_POINT_GROUP as BENCHMARKS_ENTRY_POINT_GROUP,
+        BenchmarkProtocol as BenchmarkProtocol,
+        MASKERS_ENTRY_POINT_GROUP as MASKERS_ENTRY_POINT_GROUP,
+        MaskerConfigProtocol as MaskerConfigProtocol,
+        MaskerProtocol as MaskerProtocol,
+        ModelAdapter as ModelAdapter,
+        ModelHubAdapterInterface as ModelHubAdapterInterface,
+        Request as Request,
+        RequestResponse as RequestResponse,
+        ResultRecord as ResultRecord,
+        SamplingMaskerProtocol as SamplingMaskerProtocol,
+        ScorerProtocol as ScorerProtocol,
+        SparseAttentionAdapterInterface as SparseAttentionAdapterInterface,
+    )
+    from sah_core import (
+        AdaptiveSamplingMasker as AdaptiveSamplingMasker,
+        AdaptiveSamplingMaskerConfig as AdaptiveSamplingMaskerConfig,
+        CallPlan as CallPlan,
+        CausalMasker as CausalMasker,
+        CausalMaskerConfig as CausalMaskerConfig,
+        DoubleSparsityTopKMasker as DoubleSparsityTopKMasker,
+        DoubleSparsityTopKMaskerConfig as DoubleSparsityTopKMaskerConfig,
+        FixedMasker as FixedMasker,
+        HashAttentionTopKMasker as HashAttentionTopKMasker,
+        HashAttentionTopKMaskerConfig as HashAttentionTopKMaskerConfig,
+        LocalMasker as LocalMasker,
+        LocalMaskerConfig as LocalMaskerConfig,
+        MagicPig as MagicPig,
+        MagicPigConfig as MagicPigConfig,
+        Mask as Mask,
+        MaskerConfig as MaskerConfig,
+        MicroMetricLogger as MicroMetricLogger,
+        NonFiniteInputError as NonFiniteInputError,
+        OracleTopK as OracleTopK,
+        OracleTopKConfig as OracleTopKConfig,
+        OracleTopPMasker as OracleTopPMasker,
+        OracleTopPMaskerConfig as OracleTopPMaskerConfig,
+        PQCache as PQCache,
+        PQCacheConfig as PQCacheConfig,
+        QueryChunk as QueryChunk,
+        QuestTopKMasker as QuestTopKMasker,
+        QuestTopKMaskerConfig as QuestTopKMaskerConfig,
+        RandomSamplingMasker as RandomSamplingMasker,
+        RandomSamplingMaskerConfig as RandomSamplingMaskerConfig,
+        ResearchAttention as ResearchAttention,
+        ResearchAttentionConfig as ResearchAttentionConfig,
+        ResearchMasker as ResearchMasker,
+        SamplingMasker as SamplingMasker,
+        SamplingMaskerConfig as SamplingMaskerConfig,
+        SinkMasker as SinkMasker,
+        SinkMaskerConfig as SinkMaskerConfig,
+        SocketMasker as SocketMasker,
+        SocketMaskerConfig as SocketMaskerConfig,
+        TopKMasker as TopKMasker,
+        TopKMaskerConfig as TopKMaskerConfig,
+        attention_backends as attention_backends,
+        available_maskers as available_maskers,
+        check_choice as check_choice,
+        check_float as check_float,
+        check_int as check_int,
+        check_size as check_size,
+        config_class_for as config_class_for,
+        expand_page_scores as expand_page_scores,
+        index_attention as index_attention,
+        masked_attention as masked_attention,
+        masker_class_for as masker_class_for,
+        register_attention_backend as register_attention_backend,
+        register_masker as register_masker,
+        resolve_size as resolve_size,
+        run_attention as run_attention,
+        unregister_attention_backend as unregister_attention_backend,
+    )
+    from sah_adapters import (
+        BUILTIN_MODELS as BUILTIN_MODELS,
+        BuiltinModel as BuiltinModel,
+        ContextCacheStore as ContextCacheStore,
+        ContextCheckpoint as ContextCheckpoint,
+        CorruptCheckpointError as CorruptCheckpointError,
+        GenerationSettings as GenerationSettings,
+        ModelAdapterHF as ModelAdapterHF,
+        ModelLoadError as ModelLoadError,
+        ModelPathNotFoundError as ModelPathNotFoundError,
+        Placement as Placement,
+        RequestSettings as RequestSettings,
+        RequestStats as RequestStats,
+        TokenDecoder as TokenDecoder,
+        UnsafeCheckpointError as UnsafeCheckpointError,
+        cache_dir as cache_dir,
+        converted_model_dir as converted_model_dir,
+        is_registered as is_registered,
+        load_model as load_model,
+        load_tokenizer as load_tokenizer,
+        reference_attention as reference_attention,
+        register_attention as register_attention,
+        resolve_model_source as resolve_model_source,
+        unique_attention_name as unique_attention_name,
+        unregister_attention as unregister_attention,
+    )
+    from sah_bench import (
+        Aime2024 as Aime2024,
+        Aime2025 as Aime2025,
+        Benchmark as Benchmark,
+        BenchmarkExecutor as BenchmarkExecutor,
+        BenchmarkSpec as BenchmarkSpec,
+        COMMON_FIELDS as COMMON_FIELDS,
+        CellResult as CellResult,
+        CellSpec as CellSpec,
+        DEFAULT_BENCHMARK as DEFAULT_BENCHMARK,
+        InfiniteBench as InfiniteBench,
+        LoftRag as LoftRag,
+        LongBench as LongBench,
+        LongBenchV2 as LongBenchV2,
+        LooGLE as LooGLE,
+        MockBenchmark as MockBenchmark,
+        RequestGroup as RequestGroup,
+        Ruler as Ruler,
+        Ruler16K as Ruler16K,
+        Ruler32K as Ruler32K,
+        SYNTHETIC_TASKS as SYNTHETIC_TASKS,
+        SyntheticBenchmark as SyntheticBenchmark,
+        ZeroScrolls as ZeroScrolls,
+        boxed_match_score as boxed_match_score,
+        build_hf_adapter as build_hf_adapter,
+        choice_score as choice_score,
+        classification_score as classification_score,
+        code_sim_score as code_sim_score,
+        collect_cells as collect_cells,
+        count_score as count_score,
+        coverage_score as coverage_score,
+        first_int_score as first_int_score,
+        generate_row as generate_row,
+        get_benchmark as get_benchmark,
+        get_benchmark_class as get_benchmark_class,
+        group_rows as group_rows,
+        kv_retrieval_score as kv_retrieval_score,
+        leaderboard as leaderboard,
+        list_benchmarks as list_benchmarks,
+        math_find_score as math_find_score,
+        option_choice_score as option_choice_score,
+        parse_benchmark_spec as parse_benchmark_spec,
+        qa_f1_score as qa_f1_score,
+        qa_f1_zh_score as qa_f1_zh_score,
+        retrieval_score as retrieval_score,
+        retrieval_zh_score as retrieval_zh_score,
+        rouge_score as rouge_score,
+        rouge_zh_score as rouge_zh_score,
+        string_match_all as string_match_all,
+        string_match_part as string_match_part,
+        subspan_em_score as subspan_em_score,
+        tokenizer_token_counter as tokenizer_token_counter,
+        whitespace_token_count as whitespace_token_count,
+        write_report as write_report,
+    )
+
+__all__ = ["REMOVED_NAMES", *_PROVIDED]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__all__":
-        # Computed on first use (``from sparse_attention_hub import *``): it needs the heavy
-        # packages imported, which a plain ``import sparse_attention_hub`` must not do.
-        return _public_names()
     if name in REMOVED_NAMES:
         raise ImportError(
             f"sparse_attention_hub.{name} was removed from the API: {REMOVED_NAMES[name]}. "
@@ -46,7 +347,9 @@ def __getattr__(name: str) -> Any:
         )
     if name.startswith("_"):
         raise AttributeError(name)
-    for module_name in _PROVIDERS:
+    provider = _PROVIDED.get(name)
+    candidates = (provider,) if provider is not None else _PROVIDERS
+    for module_name in candidates:
         module = importlib.import_module(module_name)
         if name in getattr(module, "__all__", ()):
             value = getattr(module, name)
@@ -56,7 +359,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_public_names()))
-
-
-_OWN_NAMES = ["REMOVED_NAMES"]
+    return sorted(set(globals()) | set(__all__))
