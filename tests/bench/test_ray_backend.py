@@ -13,8 +13,11 @@ ray = pytest.importorskip("ray")
 
 
 def test_ray_backend_runs_each_cell_as_a_task(
-    tmp_path: Path, fake_factory: str, tests_dir: Path
+    tmp_path: Path, fake_factory: str, tests_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Under `uv run`, Ray starts workers with `uv run` in a copy of the working dir, whose
+    # fresh environment lacks ray (the extra): use this interpreter's environment instead.
+    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     ray.init(
         num_cpus=2,
         include_dashboard=False,
@@ -28,8 +31,8 @@ def test_ray_backend_runs_each_cell_as_a_task(
             "synthetic", ("niah_single",), {"num_samples": 2, "target_tokens": 150}
         )
         results = executor.run(["fake-oracle", "fake-fail"], {"dense": None}, [bench])
-        status = {r.key.split(" | ")[0]: r.status for r in results}
-        assert status == {"fake-oracle": "done", "fake-fail": "failed"}
+        status = {r.key.split(" | ")[0]: (r.status, r.category) for r in results}
+        assert status == {"fake-oracle": ("done", None), "fake-fail": ("failed", "run")}
         metrics = json.loads(
             (tmp_path / "fake-oracle/dense/synthetic_niah_single/metrics.json").read_text()
         )

@@ -1,8 +1,10 @@
 """``sparse-attention-benchmark``: demo, run, list and report.
 
-Bad input (unknown benchmark or masker, malformed config or run file, unwritable output folder, a
-model that cannot be loaded) prints one ``error:`` line and exits with code 2; results already
-written are never touched by such a failure.
+Bad input (unknown benchmark, option or masker, malformed config or run file, a device this
+machine lacks, unwritable output folder, colliding names) is found in one validation pass before
+any model loads, prints one ``error:`` line and exits with code 2. Cells that fail later are
+categorised (config, model_load, data, run): the first three are bad input too (exit 2, with the
+path and reason), run errors exit 1. Results already written are never touched by a failure.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -41,15 +43,27 @@ def _factory(flag: str | None) -> str:
 
 
 def _check_results(results: list[CellResult]) -> None:
-    """Exit 2 when a model could not be loaded, 1 when other cells failed."""
+    """Name every failed cell with its category; exit 2 when any failure is bad input (config,
+    model load, data), 1 when only run errors remain."""
+    from sah_bench.executor.errors import BAD_INPUT_CATEGORIES
+
     failed = [r for r in results if r.status == "failed"]
-    load_errors = sorted({r.error for r in failed if r.error and "ModelLoadError" in r.error})
-    if load_errors:
-        raise _fail(load_errors[0].removeprefix("ModelLoadError: "))
+    for r in failed:
+        typer.echo(f"failed ({r.category or 'run'} error): {r.key}: {r.error}", err=True)
+    bad_input = sorted({r.error or "" for r in failed if r.category in BAD_INPUT_CATEGORIES})
+    if bad_input:
+        first = next(r for r in failed if r.category in BAD_INPUT_CATEGORIES)
+        message = (first.error or "").split(": ", 1)[-1]
+        more = f" (+{len(bad_input) - 1} more, above)" if len(bad_input) > 1 else ""
+        raise _fail(f"{first.category} error in {first.key}: {message}{more}")
     if failed:
-        for r in failed:
-            typer.echo(f"failed: {r.key}: {r.error}", err=True)
         raise typer.Exit(code=CELL_FAILURE_EXIT_CODE)
+
+
+def _report_redone(results: list[CellResult]) -> None:
+    for r in results:
+        if r.redone:
+            typer.echo(f"redone (earlier result was damaged: {r.redone}): {r.key}", err=True)
 
 
 def _fmt(value: float | None, pattern: str = "{:.3f}") -> str:
@@ -132,7 +146,17 @@ def run_command(
     ] = None,
     bench_option: Annotated[
         list[str] | None,
-        typer.Option("--bench-option", help="KEY=VALUE passed to every benchmark (repeatable)."),
+        typer.Option(
+            "--bench-option",
+            help="KEY=VALUE for every benchmark that takes KEY, or NAME.KEY=VALUE for one "
+            "(repeatable).",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir", help="Offline hub snapshots: DIR/<owner>/<name> for each benchmark."
+        ),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Results folder.")] = None,
     max_requests: Annotated[
@@ -140,7 +164,21 @@ def run_command(
     ] = None,
     device: Annotated[
         list[str] | None,
-        typer.Option("--device", "-d", help="GPU id or 'cpu': one worker each (repeatable)."),
+        typer.Option(
+            "--device",
+            "-d",
+            help="cuda:N (or N), cuda, cpu or auto; the local backend runs one worker per "
+            "entry, pinned to its GPU (repeatable).",
+        ),
+    ] = None,
+    dtype: Annotated[
+        str | None, typer.Option(help="Weights dtype: bfloat16, float16, float32 or auto.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--metric", help="density, output_error, mass_recall (repeatable; default density)."
+        ),
     ] = None,
     backend: Annotated[
         str | None, typer.Option(help="inline, local (worker per device) or ray.")
@@ -155,42 +193,51 @@ def run_command(
 ) -> None:
     """Run models x sparse configs x benchmarks; resumes complete cells, redoes partial ones."""
     from sah_bench.executor.executor import BenchmarkExecutor
+    from sah_bench.run_checks import check_adapter_kwargs, model_kwargs_with_dtype, resolve_devices
     from sah_bench.run_config import (
+        RunFile,
+        apply_options,
         load_run_file,
         parse_benchmarks,
         parse_configs,
-        parse_option,
     )
 
     logging.basicConfig(level=logging.WARNING)
+    factory = _factory(adapter_factory)
     try:
-        settings: dict[str, Any] = {}
-        base = None
+        # One validation pass over everything before any model loads.
+        settings, base = RunFile(), None
         if run_file is not None:
-            settings = load_run_file(run_file)
-            base = run_file.parent
-        options = dict(parse_option(o) for o in bench_option or [])
-        models = list(model or settings.get("models") or ["smollm2-135m"])
-        configs = parse_configs(config or settings.get("configs") or ["dense"], base)
-        benchmarks = parse_benchmarks(
-            benchmark or settings.get("benchmarks") or ["synthetic"], options
+            settings, base = load_run_file(run_file), run_file.parent
+        models = list(model or settings.models or ["smollm2-135m"])
+        configs = parse_configs(config or settings.configs or ["dense"], base)
+        specs = parse_benchmarks(list(benchmark or []) or settings.benchmarks or ["synthetic"])
+        data_root = data_dir if data_dir is not None else settings.data_dir
+        specs = apply_options(
+            specs, list(bench_option or []), None if data_root is None else str(data_root)
         )
-        generation_kwargs = dict(settings.get("generation_kwargs") or {})
+        generation_kwargs = dict(settings.generation_kwargs or {})
         if max_new_tokens is not None:
             generation_kwargs["max_new_tokens"] = max_new_tokens
-        devices = [str(d) for d in (device or settings.get("devices") or ["cpu"])]
+        request_kwargs = dict(settings.request_kwargs or {})
+        check_adapter_kwargs(factory, generation_kwargs, request_kwargs)
+        model_kwargs = model_kwargs_with_dtype(dict(settings.model_kwargs or {}), dtype)
+        devices = resolve_devices(list(device or settings.devices or ["cpu"]))
         executor = BenchmarkExecutor(
-            out or Path(settings.get("out") or "sah_results"),
-            adapter_factory=_factory(adapter_factory),
-            backend=backend or settings.get("backend") or "local",
+            out or Path(settings.out or "sah_results"),
+            adapter_factory=factory,
+            backend=backend or settings.backend or "local",
             devices=devices,
-            max_requests=max_requests or settings.get("max_requests"),
+            max_requests=max_requests or settings.max_requests,
             generation_kwargs=generation_kwargs,
+            request_kwargs=request_kwargs,
+            model_kwargs=model_kwargs,
+            micro_metrics=list(metric or settings.metrics or ["density"]),
             progress=progress,
-            gpus_per_cell=float(gpus_per_cell or settings.get("gpus_per_cell") or 0.0),
-            ray_address=ray_address or settings.get("ray_address"),
+            gpus_per_cell=float(gpus_per_cell or settings.gpus_per_cell or 0.0),
+            ray_address=ray_address or settings.ray_address,
         )
-        cells = executor.plan(models, configs, benchmarks)
+        cells = executor.plan(models, configs, specs)
         results = executor.run_cells(cells)
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -199,6 +246,7 @@ def run_command(
         f"{len(results)} cells: {counts['done']} done, {counts['skipped']} skipped (already "
         f"complete), {counts['failed']} failed; results in {executor.out_dir}"
     )
+    _report_redone(results)
     if any(r.status == "interrupted" for r in results):
         typer.echo("interrupted: rerun the same command to finish", err=True)
         raise typer.Exit(code=130)

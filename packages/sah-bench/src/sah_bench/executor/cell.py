@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sah_bench.executor.errors import DataError, category_of
 from sah_bench.executor.micro_metrics import (
     DEFAULT_MICRO_METRICS,
     MicroMetricsCapture,
@@ -33,7 +34,10 @@ from sah_bench.executor.storage import (
     atomic_write_json,
     atomic_write_text,
     is_complete,
+    read_json,
     read_progress,
+    verify_cell,
+    write_complete_marker,
 )
 from sah_bench.registry import get_benchmark, get_benchmark_class
 from sah_bench.rows import group_rows, row_extras
@@ -45,13 +49,25 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+=-]+")
 
 
 def safe_name(name: str) -> str:
-    """A folder-safe form of a model / config name (``org/model`` -> ``org__model``)."""
+    """A folder-safe form of a model / config name (``org/model`` -> ``org__model``).
+
+    Different names can map to one folder (``a b`` / ``a_b``); the executor refuses such pairs
+    before any work (see :func:`check_unique_dirs`).
+    """
     return _UNSAFE.sub("_", name.replace("/", "__")).strip("._") or "unnamed"
+
+
+#: Fields added after 0.1.0: left out of the fingerprint at their default so results written
+#: before they existed are still recognised as complete.
+_NEW_FIELDS_DEFAULTS: dict[str, Any] = {"model_kwargs": {}}
 
 
 @dataclass(frozen=True)
 class CellSpec:
-    """Everything that determines a cell's results (its fingerprint covers all of it)."""
+    """Everything that determines a cell's results (its fingerprint covers all of it).
+
+    The device a cell runs on is not part of it: a cell resumed on another GPU is the same cell.
+    """
 
     model: str
     config_name: str
@@ -63,10 +79,25 @@ class CellSpec:
     generation_kwargs: dict[str, Any] = field(default_factory=dict)
     micro_metrics: tuple[str, ...] = DEFAULT_MICRO_METRICS
     request_kwargs: dict[str, Any] = field(default_factory=dict)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str:
         return f"{self.model} | {self.config_name} | {self.benchmark}_{self.subset}"
+
+    @property
+    def identity(self) -> tuple[str, str, str, str]:
+        """What names the cell's folder: (model, config, benchmark, subset)."""
+        return (self.model, self.config_name, self.benchmark, self.subset)
+
+    @property
+    def group_key(self) -> str:
+        """Cells with one group key differ only in their sparse config: they can share the
+        model, the benchmark rows and (when the adapter offers it) each context's prefill."""
+        data = asdict(self)
+        for name in ("config_name", "sparse_config", "micro_metrics"):
+            data.pop(name)
+        return json.dumps(data, sort_keys=True, default=str)
 
     def cell_dir(self, out_dir: Path) -> Path:
         return (
@@ -80,8 +111,32 @@ class CellSpec:
         return asdict(self)
 
     def fingerprint(self) -> str:
-        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        data = self.to_dict()
+        for name, default in _NEW_FIELDS_DEFAULTS.items():
+            if data.get(name) == default:
+                data.pop(name)
+        text = json.dumps(data, sort_keys=True, default=str)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def check_unique_dirs(cells: list[CellSpec], out_dir: Path) -> None:
+    """Refuse two different (model, config, benchmark, subset) that share one result folder."""
+    owners: dict[Path, tuple[str, str, str, str]] = {}
+    for cell in cells:
+        folder = cell.cell_dir(out_dir)
+        other = owners.setdefault(folder, cell.identity)
+        if other != cell.identity:
+            fields = ("model", "config", "benchmark", "subset")
+            clash = [
+                f"{f} {a!r} vs {b!r}"
+                for f, a, b in zip(fields, other, cell.identity, strict=True)
+                if a != b
+            ]
+            raise ValueError(
+                f"two cells would share the result folder {str(folder)!r} ({'; '.join(clash)}): "
+                "folder names keep only letters, digits and ._+=- (and '/' becomes '__'); "
+                "rename one of them"
+            )
 
 
 @dataclass
@@ -94,6 +149,8 @@ class CellResult:
     error: str | None = None
     metrics: dict[str, Any] | None = None
     seconds: float = 0.0
+    category: str | None = None  # of a failure: config | model_load | data | run
+    redone: str | None = None  # why an earlier "complete" result was not trusted
 
 
 #: Builds an adapter: ``factory(model_name, sparse_config_dict_or_None) -> ModelAdapter``.
@@ -117,6 +174,22 @@ def _benchmark_for(spec: CellSpec, adapter: ModelAdapter) -> Any:
     return get_benchmark(spec.benchmark, **options)
 
 
+def load_groups(spec: CellSpec, adapter: ModelAdapter) -> tuple[Any, list[Any]]:
+    """The benchmark and the request groups of the cell; any failure -> :class:`DataError`."""
+    try:
+        bench = _benchmark_for(spec, adapter)
+        groups = group_rows(bench.load_rows(spec.subset))
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(
+            f"benchmark {spec.benchmark!r} subset {spec.subset!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    if spec.max_requests is not None:
+        groups = groups[: spec.max_requests]
+    return bench, groups
+
+
 def _timings(adapter: ModelAdapter, wall: float, n_questions: int) -> dict[str, float]:
     """Per-question timings: the adapter's own split when it reports one, else wall time.
 
@@ -131,6 +204,75 @@ def _timings(adapter: ModelAdapter, wall: float, n_questions: int) -> dict[str, 
     return out
 
 
+def record_failure(
+    spec: CellSpec, out_dir: Path, exc: BaseException, stage: str, seconds: float = 0.0
+) -> CellResult:
+    """Write ``error.json`` (category, message, traceback) and return the failed result."""
+    cell_dir = spec.cell_dir(out_dir)
+    category = category_of(exc, stage)
+    message = f"{type(exc).__name__}: {exc}"
+    logger.error("cell %s failed (%s error): %s", spec.key, category, message)
+    try:
+        atomic_write_json(
+            cell_dir / ERROR_FILE,
+            {
+                "category": category,
+                "error": message,
+                "traceback": traceback.format_exc(),
+                "spec": spec.to_dict(),
+            },
+        )
+    except OSError:
+        logger.exception("could not record the error of cell %s", spec.key)
+    return CellResult(
+        spec.key, str(cell_dir), "failed", error=message, seconds=seconds, category=category
+    )
+
+
+class CellRun:
+    """One cell being answered: prepared once, then fed its request groups, then finished.
+
+    Several runs of one group key are fed request-major by :mod:`.group` so consecutive
+    requests through different sparse configs share one context.
+    """
+
+    def __init__(
+        self, spec: CellSpec, out_dir: Path, adapter: ModelAdapter, bench: Any, groups: list[Any]
+    ) -> None:
+        self.spec = spec
+        self.cell_dir = spec.cell_dir(out_dir)
+        self.fingerprint = spec.fingerprint()
+        self.adapter = adapter
+        self.bench = bench
+        self.groups = groups
+        self.cell_dir.mkdir(parents=True, exist_ok=True)
+        (self.cell_dir / COMPLETE_MARKER).unlink(missing_ok=True)  # stale marker
+        (self.cell_dir / ERROR_FILE).unlink(missing_ok=True)
+        atomic_write_json(
+            self.cell_dir / "config.json", {"fingerprint": self.fingerprint, **spec.to_dict()}
+        )
+        self.done = {e["request_id"]: e for e in read_progress(self.cell_dir, self.fingerprint)}
+        self.capture = MicroMetricsCapture(adapter, tuple(spec.micro_metrics))
+
+    def pending(self, group: Any) -> bool:
+        return group.request_id not in self.done
+
+    def answer(self, group: Any) -> None:
+        entry = _answer_group(
+            self.spec, self.bench, self.adapter, group, self.fingerprint, self.capture
+        )
+        append_progress(self.cell_dir, entry)
+        self.done[group.request_id] = entry
+
+    def finish(self) -> dict[str, Any]:
+        self.capture.close()
+        ordered = [self.done[g.request_id] for g in self.groups]
+        return _finalize(self.spec, self.bench, self.cell_dir, self.fingerprint, ordered)
+
+    def close(self) -> None:
+        self.capture.close()
+
+
 def run_cell(
     spec: CellSpec,
     out_dir: Path,
@@ -140,35 +282,45 @@ def run_cell(
     on_request_done: Callable[[str], None] | None = None,
 ) -> CellResult:
     """Run (or resume, or skip) one cell; never raises for a failure inside the cell."""
-    cell_dir = spec.cell_dir(out_dir)
-    fingerprint = spec.fingerprint()
     started = time.perf_counter()
     skipped = skip_if_complete(spec, out_dir)
     if skipped is not None:
         return skipped
+    redone = why_redone(spec, out_dir)
+    stage = "data"
     try:
-        metrics = _run_cell_body(spec, cell_dir, fingerprint, adapter, progress, on_request_done)
-    except KeyboardInterrupt:
-        return CellResult(spec.key, str(cell_dir), "interrupted")
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        logger.error("cell %s failed: %s", spec.key, message)
+        bench, groups = load_groups(spec, adapter)
+        stage = "run"
+        run = CellRun(spec, out_dir, adapter, bench, groups)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(groups), desc=spec.key, unit="req", leave=False)
         try:
-            atomic_write_json(
-                cell_dir / ERROR_FILE,
-                {"error": message, "traceback": traceback.format_exc(), "spec": spec.to_dict()},
-            )
-        except OSError:
-            logger.exception("could not record the error of cell %s", spec.key)
-        return CellResult(
-            spec.key,
-            str(cell_dir),
-            "failed",
-            error=message,
-            seconds=time.perf_counter() - started,
-        )
+            for group in groups:
+                if run.pending(group):
+                    run.answer(group)
+                    if on_request_done is not None:
+                        on_request_done(group.request_id)
+                if bar is not None:
+                    bar.update(1)
+        finally:
+            run.close()
+            if bar is not None:
+                bar.close()
+        metrics = run.finish()
+    except KeyboardInterrupt:
+        return CellResult(spec.key, str(spec.cell_dir(out_dir)), "interrupted")
+    except Exception as exc:
+        return record_failure(spec, out_dir, exc, stage, time.perf_counter() - started)
     return CellResult(
-        spec.key, str(cell_dir), "done", metrics=metrics, seconds=time.perf_counter() - started
+        spec.key,
+        str(spec.cell_dir(out_dir)),
+        "done",
+        metrics=metrics,
+        seconds=time.perf_counter() - started,
+        redone=redone,
     )
 
 
@@ -180,58 +332,22 @@ def skip_if_complete(spec: CellSpec, out_dir: Path) -> CellResult | None:
     return None
 
 
+def why_redone(spec: CellSpec, out_dir: Path) -> str | None:
+    """Why a cell whose marker matches its settings is not trusted (a damaged result file), or
+    None when there was no such marker (a new or partial cell)."""
+    cell_dir = spec.cell_dir(out_dir)
+    try:
+        marked = read_json(cell_dir / COMPLETE_MARKER).get("fingerprint") == spec.fingerprint()
+    except (OSError, ValueError, AttributeError):
+        return None
+    return verify_cell(cell_dir, spec.fingerprint()) if marked else None
+
+
 def _read_metrics(cell_dir: Path) -> dict[str, Any] | None:
     try:
         return json.loads((cell_dir / "metrics.json").read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     except (OSError, ValueError):
         return None
-
-
-def _run_cell_body(
-    spec: CellSpec,
-    cell_dir: Path,
-    fingerprint: str,
-    adapter: ModelAdapter,
-    progress: bool,
-    on_request_done: Callable[[str], None] | None,
-) -> dict[str, Any]:
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    (cell_dir / COMPLETE_MARKER).unlink(missing_ok=True)  # stale marker of another spec
-    (cell_dir / ERROR_FILE).unlink(missing_ok=True)
-    atomic_write_json(cell_dir / "config.json", {"fingerprint": fingerprint, **spec.to_dict()})
-
-    bench = _benchmark_for(spec, adapter)
-    groups = group_rows(bench.load_rows(spec.subset))
-    if spec.max_requests is not None:
-        groups = groups[: spec.max_requests]
-    done = {e["request_id"]: e for e in read_progress(cell_dir, fingerprint)}
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(groups), desc=spec.key, unit="req", leave=False, initial=0)
-    capture = MicroMetricsCapture(adapter, tuple(spec.micro_metrics))
-    try:
-        for group in groups:
-            if group.request_id in done:
-                if bar is not None:
-                    bar.update(1)
-                continue
-            entry = _answer_group(spec, bench, adapter, group, fingerprint, capture)
-            append_progress(cell_dir, entry)
-            done[group.request_id] = entry
-            if bar is not None:
-                bar.update(1)
-            if on_request_done is not None:
-                on_request_done(group.request_id)
-    finally:
-        if bar is not None:
-            bar.close()
-        capture.close()
-
-    ordered = [done[g.request_id] for g in groups]
-    return _finalize(spec, bench, cell_dir, fingerprint, ordered)
 
 
 def _answer_group(
@@ -334,6 +450,6 @@ def _finalize(
     }
     atomic_write_json(cell_dir / "metrics.json", metrics)
     # The marker goes last: only now is every file of the cell in place.
-    atomic_write_json(cell_dir / COMPLETE_MARKER, {"fingerprint": fingerprint})
+    write_complete_marker(cell_dir, fingerprint)
     (cell_dir / PROGRESS_LOG).unlink(missing_ok=True)
     return metrics

@@ -1,5 +1,7 @@
 """Adapter factories, named by ``"module:function"`` so worker processes can import them.
 
+A factory is called as ``factory(model_name, sparse_config_dict_or_None)``, plus the keyword
+arguments ``model_kwargs=`` and ``device=`` when its signature accepts them (the default does).
 The default builds a :class:`sah_adapters.ModelAdapterHF`; ``sah_adapters`` (and with it torch
 and transformers) is imported only inside the call, so planning a run or reading results never
 pays for it.
@@ -8,42 +10,71 @@ pays for it.
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 from collections.abc import Callable
 from typing import Any, cast
 
+from sah_bench.executor.errors import ConfigError, ModelLoadError
 from sah_protocol import ModelAdapter
 
 DEFAULT_ADAPTER_FACTORY = "sah_bench.executor.factory:build_hf_adapter"
 
+__all__ = [
+    "DEFAULT_ADAPTER_FACTORY",
+    "AdapterCache",
+    "ModelLoadError",
+    "build_hf_adapter",
+    "call_factory",
+    "resolve_factory",
+]
 
-class ModelLoadError(ValueError):
-    """The adapter factory could not build an adapter for a model."""
-
-
-#: The last loaded (model name -> (model, tokenizer)); one entry, so memory stays bounded.
+#: The last loaded (model, kwargs, device) -> (model, tokenizer); one entry, so memory stays
+#: bounded.
 _LOADED: dict[str, tuple[Any, Any]] = {}
 
 
-def build_hf_adapter(model_name: str, sparse_config: dict[str, Any] | None) -> ModelAdapter:
-    """A ``ModelAdapterHF`` for ``model_name``; dense when ``sparse_config`` is None.
+def _load_key(model_name: str, model_kwargs: dict[str, Any], device: str | None) -> str:
+    return json.dumps([model_name, model_kwargs, device], sort_keys=True, default=str)
 
-    The loaded weights are kept for the next call with the same model, so the cells of several
-    sparse configs of one model load it once (the previous adapter is closed first by
-    :class:`AdapterCache`, which removes its attention registration from the model).
+
+def build_hf_adapter(
+    model_name: str,
+    sparse_config: dict[str, Any] | None,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str | None = None,
+) -> ModelAdapter:
+    """A ``ModelAdapterHF`` for ``model_name`` on ``device``; dense when ``sparse_config`` is
+    None. ``model_kwargs`` go to ``from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``).
+
+    The loaded weights are kept for the next call with the same model, kwargs and device, so
+    the cells of several sparse configs of one model load it once (the previous adapter is
+    closed by :class:`AdapterCache`, which removes its attention registration from the model).
     """
-    from sah_adapters import ModelAdapterHF
     from sah_core import ResearchAttentionConfig
 
-    config = None if sparse_config is None else ResearchAttentionConfig.from_dict(sparse_config)
-    if model_name not in _LOADED:
+    try:
+        config = None if sparse_config is None else ResearchAttentionConfig.from_dict(sparse_config)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"sparse config is not allowed: {exc}") from exc
+    from sah_adapters import ModelAdapterHF
+
+    kwargs = dict(model_kwargs or {})
+    key = _load_key(model_name, kwargs, device)
+    if key not in _LOADED:
         _LOADED.clear()
         try:
-            adapter = ModelAdapterHF(model_name, sparse_attention_config=config)
-        except (OSError, ValueError) as exc:
-            raise ModelLoadError(f"model {model_name!r} could not be loaded: {exc}") from exc
-        _LOADED[model_name] = (adapter.model, adapter.tokenizer)
+            adapter = ModelAdapterHF(
+                model_name, sparse_attention_config=config, model_kwargs=kwargs, device=device
+            )
+        except Exception as exc:  # OSError, ValueError, safetensors / pickle errors, CUDA ...
+            raise ModelLoadError(
+                f"model {model_name!r} could not be loaded: {type(exc).__name__}: {exc}"
+            ) from exc
+        _LOADED[key] = (adapter.model, adapter.tokenizer)
         return adapter
-    model, tokenizer = _LOADED[model_name]
+    model, tokenizer = _LOADED[key]
     return ModelAdapterHF.from_model(
         model, tokenizer, sparse_attention_config=config, model_name=model_name
     )
@@ -65,19 +96,68 @@ def resolve_factory(factory: str | Callable[..., ModelAdapter]) -> Callable[...,
     return cast("Callable[..., ModelAdapter]", found)
 
 
-class AdapterCache:
-    """Keeps the adapter of the last (model, config) so consecutive cells share it."""
+def _accepts(function: Callable[..., Any], name: str) -> bool:
+    try:
+        params = inspect.signature(function).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
-    def __init__(self, factory: str | Callable[..., ModelAdapter]) -> None:
+
+def call_factory(
+    factory: Callable[..., ModelAdapter],
+    model: str,
+    sparse_config: dict[str, Any] | None,
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str | None = None,
+) -> ModelAdapter:
+    """Call ``factory`` with the keyword arguments it accepts.
+
+    Model kwargs given to a factory that cannot take them are an error, not silently dropped.
+    """
+    extra: dict[str, Any] = {}
+    if model_kwargs:
+        if not _accepts(factory, "model_kwargs"):
+            raise ConfigError(
+                f"model_kwargs {sorted(model_kwargs)} given, but the adapter factory "
+                f"{getattr(factory, '__name__', factory)!r} takes no model_kwargs"
+            )
+        extra["model_kwargs"] = dict(model_kwargs)
+    if device is not None and _accepts(factory, "device"):
+        extra["device"] = device
+    return factory(model, sparse_config, **extra)
+
+
+class AdapterCache:
+    """Keeps the adapter of the last (model, config, model kwargs) so consecutive cells share
+    it. ``device`` is where this process places models (None: the factory's default)."""
+
+    def __init__(
+        self, factory: str | Callable[..., ModelAdapter], device: str | None = None
+    ) -> None:
         self._factory = resolve_factory(factory)
-        self._key: tuple[str, str] | None = None
+        self.device = device
+        self._key: str | None = None
         self._adapter: ModelAdapter | None = None
 
-    def get(self, model: str, config_name: str, sparse_config: dict[str, Any] | None) -> Any:
-        key = (model, config_name)
+    def get(
+        self,
+        model: str,
+        config_name: str,
+        sparse_config: dict[str, Any] | None,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        key = json.dumps([model, config_name, model_kwargs or {}], sort_keys=True, default=str)
         if self._key != key or self._adapter is None:
             self.close()
-            self._adapter = self._factory(model, sparse_config)
+            self._adapter = call_factory(
+                self._factory,
+                model,
+                sparse_config,
+                model_kwargs=model_kwargs,
+                device=self.device,
+            )
             self._key = key
         return self._adapter
 

@@ -30,6 +30,25 @@ logger = logging.getLogger(__name__)
 #: Fidelity metrics the executor asks ``sah_core`` for by default (density is cheap; output
 #: error and attention-mass recall each recompute dense attention).
 DEFAULT_MICRO_METRICS: tuple[str, ...] = ("density",)
+MICRO_METRICS: tuple[str, ...] = ("density", "output_error", "attention_mass_recall")
+_ALIASES = {"mass_recall": "attention_mass_recall"}
+
+
+def check_micro_metrics(names: Any) -> tuple[str, ...]:
+    """The metric names in canonical form (``mass_recall`` -> ``attention_mass_recall``),
+    without repeats; anything else -> ValueError naming it and the allowed names."""
+    if isinstance(names, str) or not isinstance(names, list | tuple):
+        raise ValueError(f"metrics={names!r} must be a list, e.g. ['density', 'output_error']")
+    out: list[str] = []
+    for name in names:
+        canonical = _ALIASES.get(name, name) if isinstance(name, str) else name
+        if canonical not in MICRO_METRICS:
+            raise ValueError(
+                f"metric {name!r} is not allowed; use any of {[*MICRO_METRICS, *sorted(_ALIASES)]}"
+            )
+        if canonical not in out:
+            out.append(canonical)
+    return tuple(out)
 
 
 class MicroMetricsCapture:

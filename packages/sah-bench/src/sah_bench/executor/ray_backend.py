@@ -1,5 +1,6 @@
-"""The Ray backend: each cell is a Ray task that asks for its GPUs, so one matrix spreads over a
-cluster. Ray sets ``CUDA_VISIBLE_DEVICES`` for every task, which pins it to its GPUs. The output
+"""The Ray backend: each group of cells (one model over one subset, several configs; see
+:mod:`.group`) is a Ray task that asks for its GPUs, so one matrix spreads over a cluster.
+Ray sets ``CUDA_VISIBLE_DEVICES`` for every task, which pins it to its GPUs. The output
 folder must be on storage every node can write (a shared filesystem).
 """
 
@@ -15,25 +16,25 @@ from sah_bench.executor.cell import CellResult, CellSpec
 logger = logging.getLogger(__name__)
 
 
-def _run_one(spec: CellSpec, out_dir: str, factory: str) -> CellResult:
-    from sah_bench.executor.factory import AdapterCache
-    from sah_bench.executor.worker import run_cell_with_cache
+def _run_one(specs: list[CellSpec], out_dir: str, factory: str, share: bool) -> list[CellResult]:
+    import os
 
-    cache = AdapterCache(factory)
-    try:
-        return run_cell_with_cache(spec, Path(out_dir), cache, progress=False)
-    finally:
-        cache.close()
+    from sah_bench.executor.group import run_group
+
+    # Ray pins the task to its GPUs through CUDA_VISIBLE_DEVICES; the model goes on the first.
+    device = "cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else None
+    return run_group(specs, Path(out_dir), factory, device=device, progress=False, share=share)
 
 
 def run_ray(
-    cells: Sequence[CellSpec],
+    groups: Sequence[list[CellSpec]],
     out_dir: Path,
     factory: str,
     *,
     gpus_per_cell: float = 0.0,
     address: str | None = None,
     progress: bool = True,
+    share: bool = True,
 ) -> list[CellResult]:
     try:
         import ray
@@ -45,27 +46,36 @@ def run_ray(
     if started_here:
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     task = ray.remote(num_gpus=gpus_per_cell, num_cpus=1)(_run_one)
-    pending: dict[Any, CellSpec] = {
-        task.remote(spec, str(out_dir), factory): spec for spec in cells
+    pending: dict[Any, list[CellSpec]] = {
+        task.remote(specs, str(out_dir), factory, share): specs for specs in groups
     }
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(cells), desc="matrix (ray)", unit="cell")
+        bar = tqdm(total=sum(len(g) for g in groups), desc="matrix (ray)", unit="cell")
     results: dict[str, CellResult] = {}
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=1)
-            spec = pending.pop(done[0])
+            specs = pending.pop(done[0])
             try:
-                results[spec.key] = ray.get(done[0])
+                for result in ray.get(done[0]):
+                    results[result.key] = result
             except Exception as exc:  # the task itself crashed (e.g. its worker died)
-                results[spec.key] = CellResult(
-                    spec.key, str(spec.cell_dir(out_dir)), "failed", error=f"ray task: {exc}"
-                )
+                for spec in specs:
+                    results.setdefault(
+                        spec.key,
+                        CellResult(
+                            spec.key,
+                            str(spec.cell_dir(out_dir)),
+                            "failed",
+                            error=f"ray task: {exc}",
+                            category="run",
+                        ),
+                    )
             if bar is not None:
-                bar.update(1)
+                bar.update(len(specs))
     except KeyboardInterrupt:
         logger.warning("interrupted: cancelling Ray tasks; partial cells resume next run")
         for ref in pending:
@@ -75,4 +85,5 @@ def run_ray(
             bar.close()
         if started_here:
             ray.shutdown()
-    return [results.get(c.key) or CellResult(c.key, "", "interrupted") for c in cells]
+    cells = [spec for specs in groups for spec in specs]
+    return [results[c.key] for c in cells if c.key in results]

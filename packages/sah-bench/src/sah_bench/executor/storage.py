@@ -1,12 +1,15 @@
 """Crash-safe file writes for result cells.
 
 Every file is written to a temporary sibling, flushed to disk and renamed over its final name
-(``os.replace`` is atomic on POSIX), so a reader never sees half a file. A cell is complete only
-once its marker is written, and the marker is written last.
+(``os.replace`` is atomic on POSIX), so a reader never sees half a file. Files get the mode the
+process umask allows (``mkstemp`` alone would leave them 0600). A cell is complete only once its
+marker is written, last; the marker holds the size and SHA-256 of every result file, so a
+truncated or edited file makes the cell incomplete again instead of being trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -18,6 +21,15 @@ from typing import Any
 COMPLETE_MARKER = ".complete"
 PROGRESS_LOG = "progress.jsonl"
 ERROR_FILE = "error.json"
+#: The files a complete cell holds; the marker records a checksum of each.
+RESULT_FILES = ("raw_results.parquet", "raw_results.csv", "micro_metrics.jsonl", "metrics.json")
+
+
+def _file_mode() -> int:
+    """0666 minus the umask: what ``open()`` would give a new file."""
+    current = os.umask(0)
+    os.umask(current)
+    return 0o666 & ~current
 
 
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
@@ -30,6 +42,7 @@ def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
         write(tmp)
         with tmp.open("rb") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -48,15 +61,78 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def is_complete(cell_dir: Path, fingerprint: str) -> bool:
-    """True when the cell's marker exists and was written for this exact cell spec."""
+def file_digest(path: Path) -> dict[str, Any]:
+    """Size and SHA-256 of a file (what the completion marker stores for it)."""
+    sha = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            sha.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": sha.hexdigest()}
+
+
+def write_complete_marker(cell_dir: Path, fingerprint: str) -> None:
+    """The last write of a cell: its fingerprint and a checksum of each result file."""
+    files = {name: file_digest(cell_dir / name) for name in RESULT_FILES}
+    atomic_write_json(cell_dir / COMPLETE_MARKER, {"fingerprint": fingerprint, "files": files})
+
+
+def verify_cell(cell_dir: Path, fingerprint: str | None = None) -> str | None:
+    """Why the cell in ``cell_dir`` is not complete (None when it is).
+
+    Complete = the marker parses, matches ``fingerprint`` (when given), and every result file
+    exists with the size and checksum the marker recorded.
+    """
     marker = cell_dir / COMPLETE_MARKER
     if not marker.is_file():
-        return False
+        return "no completion marker"
     try:
-        return bool(read_json(marker).get("fingerprint") == fingerprint)
-    except (OSError, ValueError, AttributeError):
-        return False
+        data = read_json(marker)
+    except (OSError, ValueError) as exc:
+        return f"completion marker is unreadable ({exc})"
+    if not isinstance(data, dict):
+        return "completion marker is not a JSON object"
+    if fingerprint is not None and data.get("fingerprint") != fingerprint:
+        return "completion marker belongs to other settings"
+    files = data.get("files")
+    if not isinstance(files, dict):
+        return _parse_check(cell_dir)  # a marker of an older version: no checksums to compare
+    for name in RESULT_FILES:
+        path = cell_dir / name
+        if not path.is_file():
+            return f"{name} is missing"
+        expected = files.get(name)
+        if not isinstance(expected, dict):
+            return f"{name} has no checksum in the marker"
+        if path.stat().st_size != expected.get("bytes"):
+            return f"{name} has {path.stat().st_size} bytes, {expected.get('bytes')} were written"
+        if file_digest(path)["sha256"] != expected.get("sha256"):
+            return f"{name} differs from what was written (checksum mismatch)"
+    return None
+
+
+def _parse_check(cell_dir: Path) -> str | None:
+    """Whether every result file exists and parses (for markers without checksums)."""
+    for name in RESULT_FILES:
+        if not (cell_dir / name).is_file():
+            return f"{name} is missing"
+    try:
+        import pyarrow.parquet as pq
+
+        pq.read_metadata(cell_dir / "raw_results.parquet")
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        return f"raw_results.parquet does not parse ({exc})"
+    try:
+        metrics = read_json(cell_dir / "metrics.json")
+    except (OSError, ValueError) as exc:
+        return f"metrics.json does not parse ({exc})"
+    if not isinstance(metrics, dict) or "model" not in metrics:
+        return "metrics.json holds no cell metrics"
+    return None
+
+
+def is_complete(cell_dir: Path, fingerprint: str) -> bool:
+    """True when the cell was completed for this exact spec and its files are intact."""
+    return verify_cell(cell_dir, fingerprint) is None
 
 
 def read_progress(cell_dir: Path, fingerprint: str) -> list[dict[str, Any]]:

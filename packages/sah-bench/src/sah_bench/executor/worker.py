@@ -1,4 +1,4 @@
-"""Running cells: in this process, or in a worker process pinned to one device."""
+"""Running cells in a worker process pinned to one device, and where a device puts the model."""
 
 from __future__ import annotations
 
@@ -6,21 +6,34 @@ import logging
 import os
 import queue
 import signal
-import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sah_bench.executor.cell import CellResult, CellSpec, run_cell, skip_if_complete
+from sah_bench.executor.cell import CellResult, CellSpec
 from sah_bench.executor.factory import AdapterCache
+from sah_bench.executor.group import run_group
 
 logger = logging.getLogger(__name__)
 
 
-def pin_device(device: str) -> None:
-    """Make only ``device`` visible to this process (before torch initialises CUDA)."""
-    os.environ["CUDA_VISIBLE_DEVICES"] = "" if device == "cpu" else str(device)
+def gpu_index(device: str) -> int | None:
+    """``"cuda:3"`` / ``"3"`` -> 3; ``"cuda"``, ``"cpu"`` -> None."""
+    text = device.removeprefix("cuda:")
+    return int(text) if text.isdigit() else None
+
+
+def pin_device(device: str) -> str:
+    """Make only ``device`` visible to this process (before torch initialises CUDA); return
+    where the model goes inside it: ``"cpu"``, or ``"cuda"`` (the pinned GPU, or the default
+    one for a bare ``"cuda"``)."""
+    if device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        return "cpu"
+    index = gpu_index(device)
+    if index is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(index)
+    return "cuda"
 
 
 def run_cell_with_cache(
@@ -30,26 +43,16 @@ def run_cell_with_cache(
     progress: bool,
     on_request_done: Callable[[str], None] | None = None,
 ) -> CellResult:
-    """Build (or reuse) the adapter, then run the cell; adapter failures fail only this cell."""
-    cell_dir = spec.cell_dir(out_dir)
-    skipped = skip_if_complete(spec, out_dir)
-    if skipped is not None:
-        return skipped  # a finished cell must not cost a model load on resume
-    try:
-        adapter = cache.get(spec.model, spec.config_name, spec.sparse_config)
-    except Exception as exc:
-        message = f"{type(exc).__name__}: {exc}"
-        from sah_bench.executor.storage import ERROR_FILE, atomic_write_json
-
-        try:
-            atomic_write_json(
-                cell_dir / ERROR_FILE,
-                {"error": message, "traceback": traceback.format_exc(), "spec": spec.to_dict()},
-            )
-        except OSError:
-            logger.exception("could not record the error of cell %s", spec.key)
-        return CellResult(spec.key, str(cell_dir), "failed", error=message)
-    return run_cell(spec, out_dir, adapter, progress=progress, on_request_done=on_request_done)
+    """One cell with the cache's factory and device (kept for callers of 0.1.0)."""
+    results = run_group(
+        [spec],
+        out_dir,
+        cache._factory,
+        device=cache.device,
+        progress=progress,
+        on_request_done=on_request_done,
+    )
+    return results[0]
 
 
 def _exit_if_orphaned(parent_pid: int) -> None:
@@ -67,29 +70,36 @@ def worker_main(
     results: Any,
     parent_pid: int,
     progress: bool,
+    share: bool = True,
 ) -> None:
-    """Body of a local worker process: take cells until a ``None`` sentinel arrives."""
+    """Body of a local worker: take tasks ``(task_id, [CellSpec, ...])`` from its own queue
+    until a ``None`` arrives; report ``("cell", task_id, CellResult)`` per cell and
+    ``("task", task_id, None)`` when a task is over."""
     # The parent handles Ctrl-C and stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    pin_device(device)
-    cache = AdapterCache(factory)
-    try:
-        while True:
-            try:
-                spec = tasks.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent_pid:
-                    return  # orphaned: the parent was killed
-                continue
-            if spec is None:
-                return
-            results.put(("started", spec.key, os.getpid()))
-            t0 = time.perf_counter()
-            result = run_cell_with_cache(
-                spec, Path(out_dir), cache, progress, lambda _: _exit_if_orphaned(parent_pid)
-            )
-            if result.status != "skipped":
-                result.seconds = time.perf_counter() - t0
-            results.put(("finished", spec.key, result))
-    finally:
-        cache.close()
+    placement = pin_device(device)
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                return  # orphaned: the parent was killed
+            continue
+        if task is None:
+            return
+        task_id, specs = task
+
+        def report(result: CellResult, task_id: int = task_id) -> None:
+            results.put(("cell", task_id, result))
+
+        run_group(
+            specs,
+            Path(out_dir),
+            factory,
+            device=placement,
+            progress=progress,
+            share=share,
+            on_result=report,
+            on_request_done=lambda _: _exit_if_orphaned(parent_pid),
+        )
+        results.put(("task", task_id, None))
