@@ -119,3 +119,14 @@ def test_adaptive_sampling_budget_grows_as_epsilon_shrinks(helpers) -> None:
             run(AdaptiveSamplingMaskerConfig(0.05, eps, 0.1, 0, 0), q, k, v).get_density()
         )
     assert counts[0] <= counts[1] <= counts[2] and counts[0] < counts[2]
+
+
+def test_batched_with_padding_keeps_each_rows_population() -> None:
+    """At keep-probability 1 (a tiny epsilon) the kept keys are the population itself, so a
+    padded batch row must sample from exactly the range it has alone (float offsets are
+    fractions of the row's own key count)."""
+    refs.check_batch_safe(
+        lambda: ResearchMasker.create_from_config(
+            AdaptiveSamplingMaskerConfig(0.1, 1e-4, 1e-3, init_offset=0.1, local_offset=0.2)
+        )
+    )

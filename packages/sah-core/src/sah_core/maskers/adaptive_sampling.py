@@ -91,11 +91,40 @@ class AdaptiveSamplingMasker(SamplingMasker):
 
     config_type = AdaptiveSamplingMaskerConfig
     config: AdaptiveSamplingMaskerConfig
+    _padded: bool = False
 
     def sampling_range(self, key_len: int) -> tuple[int, int]:
         start = resolve_size(self.config.init_offset, key_len) if self.config.init_offset else 0
         tail = resolve_size(self.config.local_offset, key_len) if self.config.local_offset else 0
+        if self._padded:
+            return 0, key_len  # per-row range, applied in sample_chunk
         return start, key_len - tail
+
+    def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        # with left padding the offsets are measured in each row's own keys (a float offset
+        # is a fraction of the row's count), so the base range is opened and narrowed per row
+        self._padded = call.key_positions is not None
+        try:
+            return super().add_mask(call, previous)
+        finally:
+            self._padded = False
+
+    def row_range(self, call: CallPlan) -> torch.Tensor | None:
+        """Bool ``[B, 1, 1, K]``: keys inside each row's own ``[init_offset, n - local_offset)``
+        (None without padding: the base range already is that)."""
+        positions, counts = call.key_positions, call.key_counts
+        if positions is None or counts is None:
+            return None
+        starts, ends = [], []
+        for n in counts.tolist():
+            start = resolve_size(self.config.init_offset, n) if self.config.init_offset else 0
+            tail = resolve_size(self.config.local_offset, n) if self.config.local_offset else 0
+            starts.append(start)
+            ends.append(n - tail)
+        start_t = torch.tensor(starts, device=positions.device).view(-1, 1)
+        end_t = torch.tensor(ends, device=positions.device).view(-1, 1)
+        inside = (positions >= start_t) & (positions < end_t)
+        return inside[:, None, None, :]
 
     def base_counts(self, size: torch.Tensor) -> torch.Tensor:
         """Keys of the estimation sample per row (float ``[..., 1]``), from the population
@@ -141,6 +170,9 @@ class AdaptiveSamplingMasker(SamplingMasker):
     def sample_chunk(
         self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        inside = self.row_range(call)
+        if inside is not None:
+            population = population & inside
         p = self.keep_probabilities(call, chunk, population, previous)
         size = population.sum(-1, keepdim=True).float()
         # n = p * N is an integer up to float rounding; the fresh draw is independent of the
