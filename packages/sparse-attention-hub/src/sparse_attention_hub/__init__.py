@@ -90,6 +90,7 @@ _PROVIDED: dict[str, str] = {
     "check_choice": "sah_core",
     "check_float": "sah_core",
     "check_int": "sah_core",
+    "check_selection_size": "sah_core",
     "check_size": "sah_core",
     "config_class_for": "sah_core",
     "expand_page_scores": "sah_core",
@@ -181,159 +182,444 @@ _PROVIDED: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from sah_protocol import (
-        BENCHMARKS_ENTRY_POINT_GROUP as BENCHMARKS_ENTRY_POINT_GROUP,
-        BenchmarkProtocol as BenchmarkProtocol,
-        MASKERS_ENTRY_POINT_GROUP as MASKERS_ENTRY_POINT_GROUP,
-        MaskerConfigProtocol as MaskerConfigProtocol,
-        MaskerProtocol as MaskerProtocol,
-        ModelAdapter as ModelAdapter,
-        ModelHubAdapterInterface as ModelHubAdapterInterface,
-        Request as Request,
-        RequestResponse as RequestResponse,
-        ResultRecord as ResultRecord,
-        SamplingMaskerProtocol as SamplingMaskerProtocol,
-        ScorerProtocol as ScorerProtocol,
-        SparseAttentionAdapterInterface as SparseAttentionAdapterInterface,
-    )
-    from sah_core import (
-        AdaptiveSamplingMasker as AdaptiveSamplingMasker,
-        AdaptiveSamplingMaskerConfig as AdaptiveSamplingMaskerConfig,
-        CallPlan as CallPlan,
-        CausalMasker as CausalMasker,
-        CausalMaskerConfig as CausalMaskerConfig,
-        DoubleSparsityTopKMasker as DoubleSparsityTopKMasker,
-        DoubleSparsityTopKMaskerConfig as DoubleSparsityTopKMaskerConfig,
-        FixedMasker as FixedMasker,
-        HashAttentionTopKMasker as HashAttentionTopKMasker,
-        HashAttentionTopKMaskerConfig as HashAttentionTopKMaskerConfig,
-        LocalMasker as LocalMasker,
-        LocalMaskerConfig as LocalMaskerConfig,
-        MagicPig as MagicPig,
-        MagicPigConfig as MagicPigConfig,
-        Mask as Mask,
-        MaskerConfig as MaskerConfig,
-        MicroMetricLogger as MicroMetricLogger,
-        NonFiniteInputError as NonFiniteInputError,
-        OracleTopK as OracleTopK,
-        OracleTopKConfig as OracleTopKConfig,
-        OracleTopPMasker as OracleTopPMasker,
-        OracleTopPMaskerConfig as OracleTopPMaskerConfig,
-        PQCache as PQCache,
-        PQCacheConfig as PQCacheConfig,
-        QueryChunk as QueryChunk,
-        QuestTopKMasker as QuestTopKMasker,
-        QuestTopKMaskerConfig as QuestTopKMaskerConfig,
-        RandomSamplingMasker as RandomSamplingMasker,
-        RandomSamplingMaskerConfig as RandomSamplingMaskerConfig,
-        ResearchAttention as ResearchAttention,
-        ResearchAttentionConfig as ResearchAttentionConfig,
-        ResearchMasker as ResearchMasker,
-        SamplingMasker as SamplingMasker,
-        SamplingMaskerConfig as SamplingMaskerConfig,
-        SinkMasker as SinkMasker,
-        SinkMaskerConfig as SinkMaskerConfig,
-        SocketMasker as SocketMasker,
-        SocketMaskerConfig as SocketMaskerConfig,
-        TopKMasker as TopKMasker,
-        TopKMaskerConfig as TopKMaskerConfig,
-        attention_backends as attention_backends,
-        available_maskers as available_maskers,
-        check_choice as check_choice,
-        check_float as check_float,
-        check_int as check_int,
-        check_size as check_size,
-        config_class_for as config_class_for,
-        expand_page_scores as expand_page_scores,
-        index_attention as index_attention,
-        masked_attention as masked_attention,
-        masker_class_for as masker_class_for,
-        register_attention_backend as register_attention_backend,
-        register_masker as register_masker,
-        resolve_size as resolve_size,
-        run_attention as run_attention,
-        unregister_attention_backend as unregister_attention_backend,
-    )
     from sah_adapters import (
         BUILTIN_MODELS as BUILTIN_MODELS,
+    )
+    from sah_adapters import (
         BuiltinModel as BuiltinModel,
+    )
+    from sah_adapters import (
         ContextCacheStore as ContextCacheStore,
+    )
+    from sah_adapters import (
         ContextCheckpoint as ContextCheckpoint,
+    )
+    from sah_adapters import (
         CorruptCheckpointError as CorruptCheckpointError,
+    )
+    from sah_adapters import (
         GenerationSettings as GenerationSettings,
+    )
+    from sah_adapters import (
         ModelAdapterHF as ModelAdapterHF,
+    )
+    from sah_adapters import (
         ModelLoadError as ModelLoadError,
+    )
+    from sah_adapters import (
         ModelPathNotFoundError as ModelPathNotFoundError,
+    )
+    from sah_adapters import (
         Placement as Placement,
+    )
+    from sah_adapters import (
         RequestSettings as RequestSettings,
+    )
+    from sah_adapters import (
         RequestStats as RequestStats,
+    )
+    from sah_adapters import (
         TokenDecoder as TokenDecoder,
+    )
+    from sah_adapters import (
         UnsafeCheckpointError as UnsafeCheckpointError,
+    )
+    from sah_adapters import (
         cache_dir as cache_dir,
+    )
+    from sah_adapters import (
         converted_model_dir as converted_model_dir,
+    )
+    from sah_adapters import (
         is_registered as is_registered,
+    )
+    from sah_adapters import (
         load_model as load_model,
+    )
+    from sah_adapters import (
         load_tokenizer as load_tokenizer,
+    )
+    from sah_adapters import (
         reference_attention as reference_attention,
+    )
+    from sah_adapters import (
         register_attention as register_attention,
+    )
+    from sah_adapters import (
         resolve_model_source as resolve_model_source,
+    )
+    from sah_adapters import (
         unique_attention_name as unique_attention_name,
+    )
+    from sah_adapters import (
         unregister_attention as unregister_attention,
     )
     from sah_bench import (
-        Aime2024 as Aime2024,
-        Aime2025 as Aime2025,
-        Benchmark as Benchmark,
-        BenchmarkExecutor as BenchmarkExecutor,
-        BenchmarkSpec as BenchmarkSpec,
         COMMON_FIELDS as COMMON_FIELDS,
-        CellResult as CellResult,
-        CellSpec as CellSpec,
+    )
+    from sah_bench import (
         DEFAULT_BENCHMARK as DEFAULT_BENCHMARK,
-        InfiniteBench as InfiniteBench,
-        LoftRag as LoftRag,
-        LongBench as LongBench,
-        LongBenchV2 as LongBenchV2,
-        LooGLE as LooGLE,
-        MockBenchmark as MockBenchmark,
-        RequestGroup as RequestGroup,
-        Ruler as Ruler,
-        Ruler16K as Ruler16K,
-        Ruler32K as Ruler32K,
+    )
+    from sah_bench import (
         SYNTHETIC_TASKS as SYNTHETIC_TASKS,
+    )
+    from sah_bench import (
+        Aime2024 as Aime2024,
+    )
+    from sah_bench import (
+        Aime2025 as Aime2025,
+    )
+    from sah_bench import (
+        Benchmark as Benchmark,
+    )
+    from sah_bench import (
+        BenchmarkExecutor as BenchmarkExecutor,
+    )
+    from sah_bench import (
+        BenchmarkSpec as BenchmarkSpec,
+    )
+    from sah_bench import (
+        CellResult as CellResult,
+    )
+    from sah_bench import (
+        CellSpec as CellSpec,
+    )
+    from sah_bench import (
+        InfiniteBench as InfiniteBench,
+    )
+    from sah_bench import (
+        LoftRag as LoftRag,
+    )
+    from sah_bench import (
+        LongBench as LongBench,
+    )
+    from sah_bench import (
+        LongBenchV2 as LongBenchV2,
+    )
+    from sah_bench import (
+        LooGLE as LooGLE,
+    )
+    from sah_bench import (
+        MockBenchmark as MockBenchmark,
+    )
+    from sah_bench import (
+        RequestGroup as RequestGroup,
+    )
+    from sah_bench import (
+        Ruler as Ruler,
+    )
+    from sah_bench import (
+        Ruler16K as Ruler16K,
+    )
+    from sah_bench import (
+        Ruler32K as Ruler32K,
+    )
+    from sah_bench import (
         SyntheticBenchmark as SyntheticBenchmark,
+    )
+    from sah_bench import (
         ZeroScrolls as ZeroScrolls,
+    )
+    from sah_bench import (
         boxed_match_score as boxed_match_score,
+    )
+    from sah_bench import (
         build_hf_adapter as build_hf_adapter,
+    )
+    from sah_bench import (
         choice_score as choice_score,
+    )
+    from sah_bench import (
         classification_score as classification_score,
+    )
+    from sah_bench import (
         code_sim_score as code_sim_score,
+    )
+    from sah_bench import (
         collect_cells as collect_cells,
+    )
+    from sah_bench import (
         count_score as count_score,
+    )
+    from sah_bench import (
         coverage_score as coverage_score,
+    )
+    from sah_bench import (
         first_int_score as first_int_score,
+    )
+    from sah_bench import (
         generate_row as generate_row,
+    )
+    from sah_bench import (
         get_benchmark as get_benchmark,
+    )
+    from sah_bench import (
         get_benchmark_class as get_benchmark_class,
+    )
+    from sah_bench import (
         group_rows as group_rows,
+    )
+    from sah_bench import (
         kv_retrieval_score as kv_retrieval_score,
+    )
+    from sah_bench import (
         leaderboard as leaderboard,
+    )
+    from sah_bench import (
         list_benchmarks as list_benchmarks,
+    )
+    from sah_bench import (
         math_find_score as math_find_score,
+    )
+    from sah_bench import (
         option_choice_score as option_choice_score,
+    )
+    from sah_bench import (
         parse_benchmark_spec as parse_benchmark_spec,
+    )
+    from sah_bench import (
         qa_f1_score as qa_f1_score,
+    )
+    from sah_bench import (
         qa_f1_zh_score as qa_f1_zh_score,
+    )
+    from sah_bench import (
         retrieval_score as retrieval_score,
+    )
+    from sah_bench import (
         retrieval_zh_score as retrieval_zh_score,
+    )
+    from sah_bench import (
         rouge_score as rouge_score,
+    )
+    from sah_bench import (
         rouge_zh_score as rouge_zh_score,
+    )
+    from sah_bench import (
         string_match_all as string_match_all,
+    )
+    from sah_bench import (
         string_match_part as string_match_part,
+    )
+    from sah_bench import (
         subspan_em_score as subspan_em_score,
+    )
+    from sah_bench import (
         tokenizer_token_counter as tokenizer_token_counter,
+    )
+    from sah_bench import (
         whitespace_token_count as whitespace_token_count,
+    )
+    from sah_bench import (
         write_report as write_report,
+    )
+    from sah_core import (
+        AdaptiveSamplingMasker as AdaptiveSamplingMasker,
+    )
+    from sah_core import (
+        AdaptiveSamplingMaskerConfig as AdaptiveSamplingMaskerConfig,
+    )
+    from sah_core import (
+        CallPlan as CallPlan,
+    )
+    from sah_core import (
+        CausalMasker as CausalMasker,
+    )
+    from sah_core import (
+        CausalMaskerConfig as CausalMaskerConfig,
+    )
+    from sah_core import (
+        DoubleSparsityTopKMasker as DoubleSparsityTopKMasker,
+    )
+    from sah_core import (
+        DoubleSparsityTopKMaskerConfig as DoubleSparsityTopKMaskerConfig,
+    )
+    from sah_core import (
+        FixedMasker as FixedMasker,
+    )
+    from sah_core import (
+        HashAttentionTopKMasker as HashAttentionTopKMasker,
+    )
+    from sah_core import (
+        HashAttentionTopKMaskerConfig as HashAttentionTopKMaskerConfig,
+    )
+    from sah_core import (
+        LocalMasker as LocalMasker,
+    )
+    from sah_core import (
+        LocalMaskerConfig as LocalMaskerConfig,
+    )
+    from sah_core import (
+        MagicPig as MagicPig,
+    )
+    from sah_core import (
+        MagicPigConfig as MagicPigConfig,
+    )
+    from sah_core import (
+        Mask as Mask,
+    )
+    from sah_core import (
+        MaskerConfig as MaskerConfig,
+    )
+    from sah_core import (
+        MicroMetricLogger as MicroMetricLogger,
+    )
+    from sah_core import (
+        NonFiniteInputError as NonFiniteInputError,
+    )
+    from sah_core import (
+        OracleTopK as OracleTopK,
+    )
+    from sah_core import (
+        OracleTopKConfig as OracleTopKConfig,
+    )
+    from sah_core import (
+        OracleTopPMasker as OracleTopPMasker,
+    )
+    from sah_core import (
+        OracleTopPMaskerConfig as OracleTopPMaskerConfig,
+    )
+    from sah_core import (
+        PQCache as PQCache,
+    )
+    from sah_core import (
+        PQCacheConfig as PQCacheConfig,
+    )
+    from sah_core import (
+        QueryChunk as QueryChunk,
+    )
+    from sah_core import (
+        QuestTopKMasker as QuestTopKMasker,
+    )
+    from sah_core import (
+        QuestTopKMaskerConfig as QuestTopKMaskerConfig,
+    )
+    from sah_core import (
+        RandomSamplingMasker as RandomSamplingMasker,
+    )
+    from sah_core import (
+        RandomSamplingMaskerConfig as RandomSamplingMaskerConfig,
+    )
+    from sah_core import (
+        ResearchAttention as ResearchAttention,
+    )
+    from sah_core import (
+        ResearchAttentionConfig as ResearchAttentionConfig,
+    )
+    from sah_core import (
+        ResearchMasker as ResearchMasker,
+    )
+    from sah_core import (
+        SamplingMasker as SamplingMasker,
+    )
+    from sah_core import (
+        SamplingMaskerConfig as SamplingMaskerConfig,
+    )
+    from sah_core import (
+        SinkMasker as SinkMasker,
+    )
+    from sah_core import (
+        SinkMaskerConfig as SinkMaskerConfig,
+    )
+    from sah_core import (
+        SocketMasker as SocketMasker,
+    )
+    from sah_core import (
+        SocketMaskerConfig as SocketMaskerConfig,
+    )
+    from sah_core import (
+        TopKMasker as TopKMasker,
+    )
+    from sah_core import (
+        TopKMaskerConfig as TopKMaskerConfig,
+    )
+    from sah_core import (
+        attention_backends as attention_backends,
+    )
+    from sah_core import (
+        available_maskers as available_maskers,
+    )
+    from sah_core import (
+        check_choice as check_choice,
+    )
+    from sah_core import (
+        check_float as check_float,
+    )
+    from sah_core import (
+        check_int as check_int,
+    )
+    from sah_core import (
+        check_selection_size as check_selection_size,
+        check_size as check_size,
+    )
+    from sah_core import (
+        config_class_for as config_class_for,
+    )
+    from sah_core import (
+        expand_page_scores as expand_page_scores,
+    )
+    from sah_core import (
+        index_attention as index_attention,
+    )
+    from sah_core import (
+        masked_attention as masked_attention,
+    )
+    from sah_core import (
+        masker_class_for as masker_class_for,
+    )
+    from sah_core import (
+        register_attention_backend as register_attention_backend,
+    )
+    from sah_core import (
+        register_masker as register_masker,
+    )
+    from sah_core import (
+        resolve_size as resolve_size,
+    )
+    from sah_core import (
+        run_attention as run_attention,
+    )
+    from sah_core import (
+        unregister_attention_backend as unregister_attention_backend,
+    )
+    from sah_protocol import (
+        BENCHMARKS_ENTRY_POINT_GROUP as BENCHMARKS_ENTRY_POINT_GROUP,
+    )
+    from sah_protocol import (
+        MASKERS_ENTRY_POINT_GROUP as MASKERS_ENTRY_POINT_GROUP,
+    )
+    from sah_protocol import (
+        BenchmarkProtocol as BenchmarkProtocol,
+    )
+    from sah_protocol import (
+        MaskerConfigProtocol as MaskerConfigProtocol,
+    )
+    from sah_protocol import (
+        MaskerProtocol as MaskerProtocol,
+    )
+    from sah_protocol import (
+        ModelAdapter as ModelAdapter,
+    )
+    from sah_protocol import (
+        ModelHubAdapterInterface as ModelHubAdapterInterface,
+    )
+    from sah_protocol import (
+        Request as Request,
+    )
+    from sah_protocol import (
+        RequestResponse as RequestResponse,
+    )
+    from sah_protocol import (
+        ResultRecord as ResultRecord,
+    )
+    from sah_protocol import (
+        SamplingMaskerProtocol as SamplingMaskerProtocol,
+    )
+    from sah_protocol import (
+        ScorerProtocol as ScorerProtocol,
+    )
+    from sah_protocol import (
+        SparseAttentionAdapterInterface as SparseAttentionAdapterInterface,
     )
 
 __all__ = ["REMOVED_NAMES", *_PROVIDED]

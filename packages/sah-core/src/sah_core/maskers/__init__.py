@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 from sah_core.maskers.adaptive_sampling import (
     AdaptiveSamplingMasker,
     AdaptiveSamplingMaskerConfig,
@@ -16,13 +14,22 @@ from sah_core.maskers.base import (
     check_choice,
     check_float,
     check_int,
+    check_selection_size,
     check_size,
     resolve_size,
 )
 from sah_core.maskers.causal import CausalMasker, CausalMaskerConfig
+from sah_core.maskers.double_sparsity import (
+    DoubleSparsityTopKMasker,
+    DoubleSparsityTopKMaskerConfig,
+)
+from sah_core.maskers.hash_attention import HashAttentionTopKMasker, HashAttentionTopKMaskerConfig
 from sah_core.maskers.local import LocalMasker, LocalMaskerConfig
+from sah_core.maskers.magic_pig import MagicPig, MagicPigConfig
 from sah_core.maskers.oracle_top_k import OracleTopK, OracleTopKConfig
 from sah_core.maskers.oracle_top_p import OracleTopPMasker, OracleTopPMaskerConfig
+from sah_core.maskers.pq_cache import PQCache, PQCacheConfig
+from sah_core.maskers.quest import QuestTopKMasker, QuestTopKMaskerConfig
 from sah_core.maskers.random_sampling import RandomSamplingMasker, RandomSamplingMaskerConfig
 from sah_core.maskers.registry import (
     available_maskers,
@@ -32,6 +39,7 @@ from sah_core.maskers.registry import (
 )
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 from sah_core.maskers.sink import SinkMasker, SinkMaskerConfig
+from sah_core.maskers.socket_topk import SocketMasker, SocketMaskerConfig
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, expand_page_scores
 
 __all__ = [
@@ -39,14 +47,24 @@ __all__ = [
     "AdaptiveSamplingMaskerConfig",
     "CausalMasker",
     "CausalMaskerConfig",
+    "DoubleSparsityTopKMasker",
+    "DoubleSparsityTopKMaskerConfig",
     "FixedMasker",
+    "HashAttentionTopKMasker",
+    "HashAttentionTopKMaskerConfig",
     "LocalMasker",
     "LocalMaskerConfig",
+    "MagicPig",
+    "MagicPigConfig",
     "MaskerConfig",
     "OracleTopK",
     "OracleTopKConfig",
     "OracleTopPMasker",
     "OracleTopPMaskerConfig",
+    "PQCache",
+    "PQCacheConfig",
+    "QuestTopKMasker",
+    "QuestTopKMaskerConfig",
     "RandomSamplingMasker",
     "RandomSamplingMaskerConfig",
     "ResearchMasker",
@@ -54,12 +72,15 @@ __all__ = [
     "SamplingMaskerConfig",
     "SinkMasker",
     "SinkMaskerConfig",
+    "SocketMasker",
+    "SocketMaskerConfig",
     "TopKMasker",
     "TopKMaskerConfig",
     "available_maskers",
     "check_choice",
     "check_float",
     "check_int",
+    "check_selection_size",
     "check_size",
     "config_class_for",
     "expand_page_scores",
@@ -67,32 +88,3 @@ __all__ = [
     "register_masker",
     "resolve_size",
 ]
-
-#: Maskers written in separate modules that may not exist yet in a checkout
-#: (module name -> public names it must define).
-_OPTIONAL_MODULES: dict[str, tuple[str, ...]] = {
-    "hash_attention": ("HashAttentionTopKMaskerConfig", "HashAttentionTopKMasker"),
-    "double_sparsity": ("DoubleSparsityTopKMaskerConfig", "DoubleSparsityTopKMasker"),
-    "quest": ("QuestTopKMaskerConfig", "QuestTopKMasker"),
-    "socket_topk": ("SocketMaskerConfig", "SocketMasker"),
-    "pq_cache": ("PQCacheConfig", "PQCache"),
-    "magic_pig": ("MagicPigConfig", "MagicPig"),
-}
-
-
-def _import_optional() -> None:
-    for module_name, names in _OPTIONAL_MODULES.items():
-        full_name = f"{__name__}.{module_name}"
-        try:
-            module = importlib.import_module(full_name)
-        except ModuleNotFoundError as error:
-            if error.name == full_name:
-                continue  # not written yet: its names are simply absent
-            raise
-        for name in names:
-            if hasattr(module, name):
-                globals()[name] = getattr(module, name)
-                __all__.append(name)
-
-
-_import_optional()
