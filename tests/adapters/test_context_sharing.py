@@ -1,0 +1,189 @@
+"""The context KV is rolled back (not copied) after each batch, and shared across adapters."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+import torch
+from adapter_testkit import CONTEXT, QUESTIONS, real_sparse_config, tiny_model
+
+from sah_adapters import ContextCacheStore, ContextCheckpoint, ModelAdapterHF
+from sah_adapters.transformers_compat import cache_argument_name, new_dynamic_cache
+from sah_protocol import Request
+
+GEN = {"max_new_tokens": 6}
+
+
+def _prefill(model: Any, ids: list[int]) -> Any:
+    cache = new_dynamic_cache(model.config)
+    tensor = torch.tensor([ids])
+    with torch.no_grad():
+        model(input_ids=tensor, use_cache=True, **{cache_argument_name(model): cache})
+    return cache
+
+
+def _layer_tensors(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    return [(layer.keys.clone(), layer.values.clone()) for layer in cache.layers]
+
+
+@pytest.mark.parametrize("family", ["llama", "mistral", "gemma3"])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_restore_gives_back_the_exact_context_state(family: str, batch: int) -> None:
+    model = tiny_model(family)
+    context = list(range(5, 45))  # 40 tokens: past the sliding window (8) of mistral/gemma3
+    cache = _prefill(model, context)
+    expected = _layer_tensors(cache)
+    counters = [getattr(layer, "cumulative_length", None) for layer in cache.layers]
+    checkpoint = ContextCheckpoint.mark(cache, len(context))
+    # A question batch: repeat rows, then extend by more tokens than the window.
+    if batch > 1:
+        cache.batch_repeat_interleave(batch)
+    with torch.no_grad():
+        for token in range(50, 62):
+            ids = torch.full((batch, 1), token)
+            model(input_ids=ids, use_cache=True, **{cache_argument_name(model): cache})
+    checkpoint.restore(cache)
+    for layer, (keys, values), counter in zip(cache.layers, expected, counters, strict=True):
+        assert torch.equal(layer.keys, keys) and torch.equal(layer.values, values)
+        assert getattr(layer, "cumulative_length", None) == counter
+    # Continuing from the restored cache equals continuing from a fresh prefill.
+    fresh = _prefill(model, context)
+    step = torch.tensor([[7]])
+    with torch.no_grad():
+        a = model(input_ids=step, use_cache=True, **{cache_argument_name(model): cache}).logits
+        b = model(input_ids=step, use_cache=True, **{cache_argument_name(model): fresh}).logits
+    assert torch.equal(a, b)
+
+
+def _count_context_prefills(model: Any) -> tuple[list[int], Any]:
+    seen: list[int] = []  # tokens of every forward pass, read at the embedding (test-only hook)
+    handle = model.get_input_embeddings().register_forward_hook(
+        lambda _m, args, _out: seen.append(args[0].shape[1])
+    )
+    return seen, handle
+
+
+def _sparse_configs() -> list[Any]:
+    from sah_core import ResearchAttentionConfig
+    from sah_core.maskers import LocalMaskerConfig, SinkMaskerConfig
+
+    return [
+        real_sparse_config(),
+        ResearchAttentionConfig(
+            masker_configs=[SinkMaskerConfig(sink_size=2), LocalMaskerConfig(window_size=6)]
+        ),
+        None,
+    ]
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma3"])
+def test_shared_store_prefills_once_and_changes_no_token(family: str, chat_tokenizer: Any) -> None:
+    model = tiny_model(family)
+    requests = [Request(CONTEXT, QUESTIONS), Request(CONTEXT[:200], QUESTIONS[0])]
+    configs = _sparse_configs()
+    unshared = []
+    for config in configs:
+        with ModelAdapterHF.from_model(model, chat_tokenizer, config) as adapter:
+            unshared.append(
+                [adapter.process_request(r, GEN, {"batch_size": 2}).responses for r in requests]
+            )
+    store = ContextCacheStore()
+    adapters = [
+        ModelAdapterHF.from_model(model, chat_tokenizer, config, context_cache=store)
+        for config in configs
+    ]
+    seen, handle = _count_context_prefills(model)
+    try:
+        shared: list[list[Any]] = [[] for _ in configs]
+        hits, context_tokens = [], set()
+        for request in requests:  # request-major, as the benchmark executor runs a matrix
+            for i, adapter in enumerate(adapters):
+                shared[i].append(adapter.process_request(request, GEN, {"batch_size": 2}))
+                hits.append(adapter.last_request_stats.context_cache_hit)
+                context_tokens.add(adapter.last_request_stats.context_tokens)
+    finally:
+        handle.remove()
+        for adapter in adapters:
+            adapter.close()
+    assert [[r.responses for r in row] for row in shared] == unshared
+    assert len(context_tokens) == 2 and min(context_tokens) > 40
+    # One context prefill per distinct context; every other adapter hit the store.
+    assert sorted(n for n in seen if n in context_tokens) == sorted(context_tokens)
+    assert hits == [False, True, True, False, True, True]
+    assert store.hits == 4 and store.misses == 2
+
+
+def test_set_sparse_attention_config_reuses_the_context(chat_tokenizer: Any) -> None:
+    model = tiny_model("qwen3")
+    request = Request(CONTEXT, QUESTIONS[:2])
+    expected = []
+    for config in _sparse_configs():
+        with ModelAdapterHF.from_model(model, chat_tokenizer, config) as adapter:
+            expected.append(adapter.process_request(request, GEN).responses)
+    store = ContextCacheStore()
+    with ModelAdapterHF.from_model(model, chat_tokenizer, context_cache=store) as adapter:
+        got = []
+        for config in _sparse_configs():
+            adapter.set_sparse_attention_config(config)
+            got.append(adapter.process_request(request, GEN).responses)
+    assert got == expected
+    assert store.misses == 1 and store.hits == 2
+
+
+def test_a_stack_acting_in_the_prefill_bypasses_the_store(chat_tokenizer: Any) -> None:
+    from sah_core import ResearchAttentionConfig
+
+    base = real_sparse_config()
+    # The prefill-phase switch of the later "phases" API, on a copy of a real config.
+    fields = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
+    prefill_config = dataclasses.make_dataclass(
+        "PrefillConfig",
+        [("phases", tuple, dataclasses.field(default=("prefill", "question", "decode")))],
+        bases=(type(base),),
+        frozen=type(base).__dataclass_params__.frozen,  # type: ignore[attr-defined]
+    )(**fields)
+    assert isinstance(prefill_config, ResearchAttentionConfig)
+    store = ContextCacheStore()
+    model = tiny_model("llama")
+    request = Request(CONTEXT, QUESTIONS[0])
+    with ModelAdapterHF.from_model(model, chat_tokenizer, context_cache=store) as dense:
+        dense.process_request(request, GEN)
+    assert store.context_length is not None
+    with ModelAdapterHF.from_model(
+        model, chat_tokenizer, prefill_config, context_cache=store
+    ) as adapter:
+        adapter.process_request(request, GEN)
+        assert not adapter.last_request_stats.context_cache_hit
+    assert store.hits == 0
+
+
+def test_error_mid_batch_leaves_the_store_usable(chat_tokenizer: Any) -> None:
+    model = tiny_model("llama")
+    store = ContextCacheStore()
+    request = Request(CONTEXT, QUESTIONS[0])
+    with ModelAdapterHF.from_model(model, chat_tokenizer, context_cache=store) as adapter:
+        expected = adapter.process_request(request, GEN).responses
+        calls = {"n": 0}
+
+        def fail_third(*_args: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("boom")
+
+        handle = model.get_input_embeddings().register_forward_pre_hook(fail_third)
+        try:
+            with pytest.raises(RuntimeError, match="boom"):
+                adapter.process_request(request, GEN)
+        finally:
+            handle.remove()
+        again = adapter.process_request(request, GEN)
+        assert adapter.last_request_stats.context_cache_hit
+    assert again.responses == expected
+
+
+def test_context_cache_must_be_a_store(chat_tokenizer: Any) -> None:
+    adapter = ModelAdapterHF.from_model(tiny_model("llama"), chat_tokenizer)
+    with adapter, pytest.raises(ValueError, match="context_cache must be a ContextCacheStore"):
+        adapter.context_cache = {}  # type: ignore[assignment]
