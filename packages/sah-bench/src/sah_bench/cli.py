@@ -188,6 +188,14 @@ def run_command(
     ] = None,
     gpus_per_cell: Annotated[float | None, typer.Option(help="Ray: GPUs per cell.")] = None,
     ray_address: Annotated[str | None, typer.Option(help="Ray: cluster address.")] = None,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load pickle (.bin/.pt) checkpoints too; by default only safetensors, since "
+            "unpickling can run arbitrary code.",
+        ),
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     adapter_factory: Annotated[str | None, typer.Option(hidden=True)] = None,
 ) -> None:
@@ -236,6 +244,7 @@ def run_command(
             progress=progress,
             gpus_per_cell=float(gpus_per_cell or settings.gpus_per_cell or 0.0),
             ray_address=ray_address or settings.ray_address,
+            safetensors_only=not allow_pickle,
         )
         cells = executor.plan(models, configs, specs)
         results = executor.run_cells(cells)
@@ -296,7 +305,7 @@ def report(
     ),
 ) -> None:
     """Leaderboard (markdown + CSV), accuracy-vs-density Pareto plot, per-layer density plot."""
-    from sah_bench.report import collect_cells, leaderboard, to_csv, to_markdown, write_report
+    from sah_bench.report import leaderboard, scan_cells, to_csv, to_markdown, write_report
 
     if fmt not in ("markdown", "csv"):
         raise _fail(f"--format {fmt!r} is not allowed; use 'markdown' or 'csv'")
@@ -304,10 +313,15 @@ def report(
         paths = write_report(results_dir, out)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    rows = leaderboard(collect_cells(results_dir))
+    scan = scan_cells(results_dir)
+    rows = leaderboard(scan.cells)
     typer.echo(to_markdown(rows) if fmt == "markdown" else to_csv(rows), nl=False)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
+    for folder, reason in scan.unreadable:
+        typer.echo(f"unreadable cell (left out): {folder}: {reason}", err=True)
+    if scan.unreadable:
+        raise typer.Exit(code=CELL_FAILURE_EXIT_CODE)
 
 
 if __name__ == "__main__":

@@ -2,35 +2,91 @@
 and per-layer density plot (PNG through matplotlib's Agg backend, so no display is needed).
 
 Only complete cells (with their completion marker) are read; partial or failed cells are left
-out, so a report of a run in progress never mixes in half-finished numbers.
+out, so a report of a run in progress never mixes in half-finished numbers. A cell whose marker
+is there but whose files are damaged (checksum mismatch, unparsable or empty ``metrics.json``)
+is never dropped silently: :func:`scan_cells` names it with the reason, the written report lists
+it, and the CLI says so and exits 1. A cell named ``dense`` whose config holds maskers is shown
+as ``dense (sparse config!)``.
 """
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sah_bench.executor.storage import COMPLETE_MARKER, atomic_write, atomic_write_text
+from sah_bench.executor.storage import (
+    COMPLETE_MARKER,
+    atomic_write,
+    atomic_write_text,
+    read_json,
+    verify_cell,
+)
+
+logger = logging.getLogger(__name__)
+
+#: What every cell's metrics.json holds; a file without them is reported, not read.
+REQUIRED_METRICS = ("model", "config", "benchmark", "subset")
+MISLABELLED_DENSE = "dense (sparse config!)"
 
 
-def collect_cells(out_dir: str | Path) -> list[dict[str, Any]]:
-    """The metrics of every complete cell under ``out_dir``, sorted by model/config/cell."""
+@dataclass
+class CellScan:
+    """The complete cells of a results folder, and those that could not be read (why)."""
+
+    cells: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _read_cell(cell_dir: Path) -> dict[str, Any]:
+    problem = verify_cell(cell_dir)
+    if problem is not None:
+        raise ValueError(problem)
+    metrics = read_json(cell_dir / "metrics.json")
+    if not isinstance(metrics, dict):
+        raise ValueError(f"metrics.json holds a {type(metrics).__name__}, not a JSON object")
+    missing = [k for k in REQUIRED_METRICS if k not in metrics]
+    if missing:
+        raise ValueError(
+            f"metrics.json lacks {missing} (it holds {sorted(metrics) or 'nothing'}); "
+            "rerun the run to redo this cell"
+        )
+    if metrics["config"] == "dense":
+        try:
+            sparse = read_json(cell_dir / "config.json").get("sparse_config")
+        except (OSError, ValueError, AttributeError):
+            sparse = None
+        if isinstance(sparse, dict) and sparse.get("masker_configs"):
+            metrics["config"] = MISLABELLED_DENSE
+    return metrics
+
+
+def scan_cells(out_dir: str | Path) -> CellScan:
+    """Every cell under ``out_dir`` with a completion marker: readable ones (metrics plus
+    ``cell_dir``) and unreadable ones (folder, reason)."""
     root = Path(out_dir)
     if not root.is_dir():
         raise ValueError(f"results dir {str(root)!r} does not exist or is not a folder")
-    cells = []
+    scan = CellScan()
     for marker in sorted(root.rglob(COMPLETE_MARKER)):
-        metrics_path = marker.parent / "metrics.json"
         try:
-            metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            metrics = _read_cell(marker.parent)
+        except (OSError, ValueError) as exc:
+            scan.unreadable.append((str(marker.parent), str(exc)))
+            logger.warning("cell %s cannot be read: %s", marker.parent, exc)
             continue
         metrics["cell_dir"] = str(marker.parent)
-        cells.append(metrics)
-    return cells
+        scan.cells.append(metrics)
+    return scan
+
+
+def collect_cells(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The metrics of every readable complete cell under ``out_dir`` (unreadable ones are
+    logged as warnings; use :func:`scan_cells` to get them)."""
+    return scan_cells(out_dir).cells
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
@@ -184,10 +240,16 @@ def plot_per_layer_density(cells: Sequence[dict[str, Any]], path: Path) -> Path:
 
 
 def write_report(out_dir: str | Path, report_dir: str | Path | None = None) -> dict[str, Path]:
-    """Write leaderboard.md / .csv, pareto.png and per_layer_density.png; return their paths."""
-    cells = collect_cells(out_dir)
+    """Write leaderboard.md / .csv, pareto.png and per_layer_density.png; return their paths.
+
+    Unreadable cells are listed under the leaderboard in leaderboard.md; a folder with none
+    readable -> ValueError naming them.
+    """
+    scan = scan_cells(out_dir)
+    cells = scan.cells
     if not cells:
-        raise ValueError(f"results dir {str(out_dir)!r} holds no complete cell to report on")
+        why = "".join(f"; {folder}: {reason}" for folder, reason in scan.unreadable[:3])
+        raise ValueError(f"results dir {str(out_dir)!r} holds no readable complete cell{why}")
     target = Path(report_dir) if report_dir is not None else Path(out_dir) / "report"
     rows = leaderboard(cells)
     paths = {
@@ -196,7 +258,12 @@ def write_report(out_dir: str | Path, report_dir: str | Path | None = None) -> d
         "pareto": target / "pareto.png",
         "per_layer_density": target / "per_layer_density.png",
     }
-    atomic_write_text(paths["markdown"], to_markdown(rows))
+    markdown = to_markdown(rows)
+    if scan.unreadable:
+        markdown += "\nUnreadable cells (not in the table):\n\n" + "".join(
+            f"- `{folder}`: {reason}\n" for folder, reason in scan.unreadable
+        )
+    atomic_write_text(paths["markdown"], markdown)
     atomic_write_text(paths["csv"], to_csv(rows))
     plot_pareto(rows, paths["pareto"])
     plot_per_layer_density(cells, paths["per_layer_density"])

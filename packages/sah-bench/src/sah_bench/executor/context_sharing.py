@@ -16,19 +16,22 @@ logger = logging.getLogger(__name__)
 
 
 def share_context(adapters: Sequence[Any]) -> int:
-    """Give the adapters that support it, per loaded model, one shared context store; return
-    how many adapters now share one."""
+    """Give the adapters that support it (a ``context_cache`` attribute, as
+    ``sah_adapters.ModelAdapterHF`` has), per loaded model, one shared
+    ``sah_adapters.ContextCacheStore``; return how many adapters now share a store."""
     by_model: dict[int, list[Any]] = {}
     for adapter in adapters:
-        if callable(getattr(adapter, "share_context_cache", None)):
-            by_model.setdefault(id(getattr(adapter, "model", adapter)), []).append(adapter)
+        if hasattr(adapter, "context_cache") and hasattr(adapter, "model"):
+            by_model.setdefault(id(adapter.model), []).append(adapter)
     shared = 0
     for members in by_model.values():
         if len(members) < 2:
             continue
-        store = members[0].share_context_cache()
-        for adapter in members[1:]:
-            adapter.share_context_cache(store)
+        from sah_adapters import ContextCacheStore  # only reached with sah_adapters' adapters
+
+        store = ContextCacheStore()
+        for adapter in members:
+            adapter.context_cache = store
         shared += len(members)
     logger.debug("context prefill shared by %d adapter(s)", shared)
     return shared

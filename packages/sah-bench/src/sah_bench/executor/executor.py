@@ -73,7 +73,8 @@ class BenchmarkExecutor:
     takes them). ``devices``: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``N``; the inline backend
     places models on the first. ``micro_metrics``: any of ``density``, ``output_error``,
     ``attention_mass_recall`` (alias ``mass_recall``). ``share_context=False`` turns off the
-    shared dense prefill (for measuring what it saves).
+    shared dense prefill (for measuring what it saves). ``safetensors_only=True`` makes the
+    default factory refuse pickle checkpoints (the CLI's default).
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class BenchmarkExecutor:
         gpus_per_cell: float = 0.0,
         ray_address: str | None = None,
         share_context: bool = True,
+        safetensors_only: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not known; allowed: {list(BACKENDS)}")
@@ -128,6 +130,7 @@ class BenchmarkExecutor:
         self.gpus_per_cell = float(gpus_per_cell)
         self.ray_address = ray_address
         self.share_context = share_context
+        self.safetensors_only = bool(safetensors_only)
         #: Cells redone because their "complete" results were damaged, with the reason.
         self.redone: dict[str, str] = {}
 
@@ -236,6 +239,7 @@ class BenchmarkExecutor:
                 address=self.ray_address,
                 progress=self.progress,
                 share=self.share_context,
+                safetensors_only=self.safetensors_only,
             )
             results = self._with_unfinished(distinct, results)
         self.redone = {r.key: r.redone for r in results if r.redone}
@@ -268,6 +272,7 @@ class BenchmarkExecutor:
                     self.out_dir,
                     factory,
                     device=self.devices[0],
+                    safetensors_only=self.safetensors_only,
                     progress=self.progress,
                     share=self.share_context,
                     on_result=settle,
@@ -303,6 +308,7 @@ class BenchmarkExecutor:
                     os.getpid(),
                     self.progress,
                     self.share_context,
+                    self.safetensors_only,
                 ),
                 name=f"sah-bench-worker-{slot}-{device}",
                 daemon=True,

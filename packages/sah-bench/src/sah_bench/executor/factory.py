@@ -1,7 +1,8 @@
 """Adapter factories, named by ``"module:function"`` so worker processes can import them.
 
 A factory is called as ``factory(model_name, sparse_config_dict_or_None)``, plus the keyword
-arguments ``model_kwargs=`` and ``device=`` when its signature accepts them (the default does).
+arguments ``model_kwargs=``, ``device=`` and ``safetensors_only=`` when its signature accepts
+them (the default does).
 The default builds a :class:`sah_adapters.ModelAdapterHF`; ``sah_adapters`` (and with it torch
 and transformers) is imported only inside the call, so planning a run or reading results never
 pays for it.
@@ -44,9 +45,11 @@ def build_hf_adapter(
     *,
     model_kwargs: dict[str, Any] | None = None,
     device: str | None = None,
+    safetensors_only: bool = False,
 ) -> ModelAdapter:
     """A ``ModelAdapterHF`` for ``model_name`` on ``device``; dense when ``sparse_config`` is
-    None. ``model_kwargs`` go to ``from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``).
+    None. ``model_kwargs`` go to ``from_pretrained`` (e.g. ``{"dtype": "bfloat16"}``);
+    ``safetensors_only`` refuses pickle checkpoints (they can run code when loaded).
 
     The loaded weights are kept for the next call with the same model, kwargs and device, so
     the cells of several sparse configs of one model load it once (the previous adapter is
@@ -61,12 +64,16 @@ def build_hf_adapter(
     from sah_adapters import ModelAdapterHF
 
     kwargs = dict(model_kwargs or {})
-    key = _load_key(model_name, kwargs, device)
+    key = _load_key(model_name, kwargs, device) + str(safetensors_only)
     if key not in _LOADED:
         _LOADED.clear()
         try:
             adapter = ModelAdapterHF(
-                model_name, sparse_attention_config=config, model_kwargs=kwargs, device=device
+                model_name,
+                sparse_attention_config=config,
+                model_kwargs=kwargs,
+                device=device,
+                safetensors_only=safetensors_only,
             )
         except Exception as exc:  # OSError, ValueError, safetensors / pickle errors, CUDA ...
             raise ModelLoadError(
@@ -111,10 +118,12 @@ def call_factory(
     *,
     model_kwargs: dict[str, Any] | None = None,
     device: str | None = None,
+    safetensors_only: bool = False,
 ) -> ModelAdapter:
     """Call ``factory`` with the keyword arguments it accepts.
 
-    Model kwargs given to a factory that cannot take them are an error, not silently dropped.
+    Model kwargs given to a factory that cannot take them are an error, not silently dropped;
+    the placement hints (device, safetensors_only) go only where they are understood.
     """
     extra: dict[str, Any] = {}
     if model_kwargs:
@@ -126,6 +135,8 @@ def call_factory(
         extra["model_kwargs"] = dict(model_kwargs)
     if device is not None and _accepts(factory, "device"):
         extra["device"] = device
+    if safetensors_only and _accepts(factory, "safetensors_only"):
+        extra["safetensors_only"] = True
     return factory(model, sparse_config, **extra)
 
 

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from sah_bench.executor.cell import (
     CellResult,
@@ -53,6 +54,7 @@ def run_group(
     factory: str | Callable[..., ModelAdapter],
     *,
     device: str | None = None,
+    safetensors_only: bool = False,
     progress: bool = True,
     share: bool = True,
     on_result: Callable[[CellResult], None] | None = None,
@@ -78,7 +80,16 @@ def run_group(
         else:
             todo.append(spec)
     if todo:
-        _run_todo(todo, out_dir, factory, device, progress, share, settle, on_request_done)
+        _run_todo(
+            todo,
+            out_dir,
+            factory,
+            {"device": device, "safetensors_only": safetensors_only},
+            progress,
+            share,
+            settle,
+            on_request_done,
+        )
     return [results[s.key] for s in specs if s.key in results]
 
 
@@ -86,7 +97,7 @@ def _run_todo(
     todo: list[CellSpec],
     out_dir: Path,
     factory: str | Callable[..., ModelAdapter],
-    device: str | None,
+    placement: dict[str, Any],
     progress: bool,
     share: bool,
     settle: Callable[[CellResult], None],
@@ -107,7 +118,7 @@ def _run_todo(
                     spec.model,
                     spec.sparse_config,
                     model_kwargs=spec.model_kwargs,
-                    device=device,
+                    **placement,
                 )
             except Exception as exc:
                 settle(record_failure(spec, out_dir, exc, "adapter"))

@@ -16,14 +16,24 @@ from sah_bench.executor.cell import CellResult, CellSpec
 logger = logging.getLogger(__name__)
 
 
-def _run_one(specs: list[CellSpec], out_dir: str, factory: str, share: bool) -> list[CellResult]:
+def _run_one(
+    specs: list[CellSpec], out_dir: str, factory: str, share: bool, safetensors_only: bool
+) -> list[CellResult]:
     import os
 
     from sah_bench.executor.group import run_group
 
     # Ray pins the task to its GPUs through CUDA_VISIBLE_DEVICES; the model goes on the first.
     device = "cuda" if os.environ.get("CUDA_VISIBLE_DEVICES") else None
-    return run_group(specs, Path(out_dir), factory, device=device, progress=False, share=share)
+    return run_group(
+        specs,
+        Path(out_dir),
+        factory,
+        device=device,
+        safetensors_only=safetensors_only,
+        progress=False,
+        share=share,
+    )
 
 
 def run_ray(
@@ -35,6 +45,7 @@ def run_ray(
     address: str | None = None,
     progress: bool = True,
     share: bool = True,
+    safetensors_only: bool = False,
 ) -> list[CellResult]:
     try:
         import ray
@@ -47,7 +58,8 @@ def run_ray(
         ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     task = ray.remote(num_gpus=gpus_per_cell, num_cpus=1)(_run_one)
     pending: dict[Any, list[CellSpec]] = {
-        task.remote(specs, str(out_dir), factory, share): specs for specs in groups
+        task.remote(specs, str(out_dir), factory, share, safetensors_only): specs
+        for specs in groups
     }
     bar = None
     if progress:

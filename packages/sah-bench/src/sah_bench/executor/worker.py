@@ -71,6 +71,7 @@ def worker_main(
     parent_pid: int,
     progress: bool,
     share: bool = True,
+    safetensors_only: bool = False,
 ) -> None:
     """Body of a local worker: take tasks ``(task_id, [CellSpec, ...])`` from its own queue
     until a ``None`` arrives; report ``("cell", task_id, CellResult)`` per cell and
@@ -97,6 +98,7 @@ def worker_main(
             Path(out_dir),
             factory,
             device=placement,
+            safetensors_only=safetensors_only,
             progress=progress,
             share=share,
             on_result=report,
