@@ -53,6 +53,8 @@ class AdaptiveSamplingMaskerConfig(SamplingMaskerConfig):
     ``init_offset`` / ``local_offset`` (int or float fraction of K) keys excluded from the
     sampling range at the start / end (usually covered by sink / local maskers)."""
 
+    type_tag = "adaptive_sampling"
+
     base_rate_sampling: int | float = 0.05
     epsilon: float = 0.1
     delta: float = 0.1

@@ -48,6 +48,8 @@ class DoubleSparsityTopKMaskerConfig(TopKMaskerConfig):
     the module doc); ``group_factor`` >= 1 (``D // group_factor`` channels are used);
     ``label_bits`` in [2, 32] (32 = exact); ``channel_selection`` one of q_proj/k_proj/qk_proj."""
 
+    type_tag = "double_sparsity"
+
     sorted_channel_file: str | None = None
     group_factor: int = 8
     label_bits: int = 16

@@ -63,6 +63,8 @@ class HashAttentionTopKMaskerConfig(TopKMaskerConfig):
     one of relu/silu/gelu/tanh/sigmoid; exactly one of ``hat_weights`` (dict, see the module
     doc) and ``hat_weight_file`` (path of a ``.safetensors`` file)."""
 
+    type_tag = "hash_attention"
+
     hat_bits: int = 32
     hat_mlp_layers: int = 3
     hat_mlp_hidden_size: int = 128

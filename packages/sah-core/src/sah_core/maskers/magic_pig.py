@@ -64,6 +64,8 @@ class MagicPigConfig(SamplingMaskerConfig):
     """``lsh_l`` tables (>= 2); ``lsh_k`` bits per table (1..62); ``center`` subtract the mean
     key; ``packing`` int64/float code storage; ``seed`` >= 0 of the hyperplanes."""
 
+    type_tag = "magic_pig"
+
     lsh_l: int = 32
     lsh_k: int = 8
     center: bool = True

@@ -33,6 +33,8 @@ class OracleTopPMaskerConfig(MaskerConfig):
     ``"all"`` (share of the whole mass, previous keys count) or ``"remaining"`` (share of
     the mass the previous mask does not hold)."""
 
+    type_tag = "oracle_top_p"
+
     top_p: float = 1.0
     top_p_of: str = "all"
 

@@ -48,6 +48,8 @@ class PQCacheConfig(TopKMaskerConfig):
     ``pq_bits`` in [1, 16] (2^bits centroids per sub-space); ``kmeans_iter`` >= 0 Lloyd
     iterations; ``init_offset`` >= 0 leading (sink) keys left out; ``metric`` euclidean/ip."""
 
+    type_tag = "pq_cache"
+
     pq_group_factor: int = 2
     pq_bits: int = 6
     kmeans_iter: int = 10

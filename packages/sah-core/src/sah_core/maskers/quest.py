@@ -48,6 +48,8 @@ class QuestTopKMaskerConfig(TopKMaskerConfig):
     """``heavy_size`` token budget per row (rounded up to whole pages); ``page_size`` keys
     per page (>= 1); ``label_bits`` in [2, 32] bits per stored page bound (32 = exact fp32)."""
 
+    type_tag = "quest"
+
     page_size: int = 16
     label_bits: int = 32
 

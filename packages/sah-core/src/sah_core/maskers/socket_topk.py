@@ -45,6 +45,8 @@ class SocketMaskerConfig(TopKMaskerConfig):
     """``heavy_size`` keys per row; ``K`` hyperplanes per table (>= 1); ``L`` tables (>= 1);
     ``tau`` > 0 temperature of the soft collision."""
 
+    type_tag = "socket"
+
     K: int = 8
     L: int = 32
     tau: float = 1.0
