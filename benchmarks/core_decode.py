@@ -7,7 +7,11 @@ AdaptiveSampling(0.05, eps 0.25, delta 0.25)] vs
 ``scaled_dot_product_attention(q, k, v, enable_gqa=True)``.
 Prefill: Q=K=2048, B=1, H=8, D=64, causal, [Sink(128), OracleTopK(0.05)] vs causal SDPA.
 
-Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 7] [--quick]``.
+Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 7] [--quick]``;
+``--ops`` prints the number of torch ops one layer call dispatches per stack (torch
+profiler, top-level ``aten::`` ops: each is a kernel launch on a GPU) instead of timing.
+To compare with an older checkout in the same session, run the script once more with
+``PYTHONPATH=<old>/packages/sah-core/src`` (each run's ratios are against its own dense).
 On a machine shared with other busy processes, prefix ``OMP_WAIT_POLICY=passive``: with the
 default spin-waiting each small op of the sparse path waits for a descheduled second thread
 and the ratios measure the contention instead of the code.
@@ -128,6 +132,25 @@ def make_case(case: str, key_len: int) -> Callable[[], Any]:
     return lambda: attention.custom_attention(None, q, k, v, mask, 64**-0.5, 0.0, {}, layer_idx=0)
 
 
+def op_count(fn: Callable[[], Any]) -> int:
+    """Top-level torch ops one call dispatches (nested ops of a composite op not counted)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()  # warm-up (lazy imports, caches)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
+
+
+def print_op_counts() -> None:
+    cases = [(f"decode:{name}", 32768) for name in decode_stacks()]
+    cases += [("dense_decode", 32768), ("prefill", 0), ("dense_prefill", 0)]
+    print("| case (decode K=32K, prefill Q=K=2048) | torch ops per layer call |")
+    print("|---|---:|")
+    for case, key_len in cases:
+        print(f"| {case} | {op_count(make_case(case, key_len))} |")
+
+
 def _status_kib(field: str) -> float:
     with open("/proc/self/status", encoding="ascii") as status:
         for line in status:
@@ -176,8 +199,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="only K=32K decode + prefill")
     parser.add_argument("--no-memory", action="store_true")
     parser.add_argument("--json", action="store_true", help="print rows as JSON too")
+    parser.add_argument("--ops", action="store_true", help="count torch ops per call only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.ops:
+        print_op_counts()
+        return
     rows: list[dict[str, Any]] = []
     lengths = [32768] if args.quick else [4096, 16384, 32768]
     for key_len in lengths:
