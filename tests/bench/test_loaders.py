@@ -55,12 +55,20 @@ def test_unknown_benchmark_and_subset_are_rejected() -> None:
         get_benchmark("mock").load_rows("nope")
 
 
-def test_longbench_covers_21_tasks_and_e_variants() -> None:
+def test_longbench_covers_21_tasks_and_e_variants(tmp_path: Path) -> None:
     bench = get_benchmark("longbench")
-    base = [s for s in bench.subsets if not s.endswith("_e")]
+    base = [s for s in bench.all_subsets if not s.endswith("_e")]
     assert len(base) == 21
-    assert len(bench.subsets) == 21 + 13
-    assert "repobench-p_e" in bench.subsets
+    assert len(bench.all_subsets) == 21 + 13
+    assert "repobench-p_e" in bench.all_subsets
+    # A run over the hub copy without named subsets skips the 5 Chinese tasks it lacks ...
+    chinese = {"multifieldqa_zh", "dureader", "vcsum", "lsht", "passage_retrieval_zh"}
+    assert set(bench.all_subsets) - set(bench.subsets) == chinese
+    # ... and local files serve them all.
+    assert len(get_benchmark("longbench", data_path=tmp_path).subsets) == 34
+    # LOFT's qampari at 1m has no dev split.
+    assert "qampari_1m" not in get_benchmark("loft_rag").subsets
+    assert "qampari_1m" in get_benchmark("loft_rag", split="test").subsets
 
 
 def _longbench_record(dataset: str, **fields: Any) -> dict[str, Any]:

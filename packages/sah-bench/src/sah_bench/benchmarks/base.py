@@ -77,12 +77,14 @@ class Benchmark:
     # -- subsets -----------------------------------------------------------------------------
     @property
     def subsets(self) -> Sequence[str]:
+        """The subsets a run takes when none are named (those this data source holds)."""
         return list(self.all_subsets)
 
     def check_subset(self, subset: str) -> None:
-        if subset not in self.subsets:
+        if subset not in self.all_subsets:
             raise ValueError(
-                f"benchmark {self.name!r}: unknown subset {subset!r}; allowed: {list(self.subsets)}"
+                f"benchmark {self.name!r}: unknown subset {subset!r}; "
+                f"allowed: {list(self.all_subsets)}"
             )
 
     # -- loading -----------------------------------------------------------------------------

@@ -11,6 +11,7 @@ the option ``split`` picks ``dev`` or ``test``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, HubSource, Scorer
@@ -38,6 +39,10 @@ class LoftRag(Benchmark):
         if split not in LOFT_SPLITS:
             raise ValueError(f"loft_rag: split {split!r} is not allowed; use one of {LOFT_SPLITS}")
         self.split = split
+
+    @property
+    def subsets(self) -> Sequence[str]:
+        return [s for s in self.all_subsets if (s, self.split) not in MISSING_SPLITS]
 
     def hub_source(self, subset: str) -> HubSource:
         task, length = subset.rsplit("_", 1)
