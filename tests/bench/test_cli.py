@@ -190,7 +190,7 @@ def test_failing_cells_exit_1(runner: CliRunner, tmp_path: Path) -> None:
 
 def test_list(runner: CliRunner) -> None:
     code, output = run(runner, "list", "benchmarks")
-    assert code == 0 and "longbench (34 subsets)" in output and "synthetic" in output
+    assert code == 0 and "longbench (29 subsets)" in output and "synthetic" in output
     code, output = run(runner, "list", "maskers")
     assert code == 0 and "oracle_top_k" in output and "quest" in output
     code, output = run(runner, "list", "models")
