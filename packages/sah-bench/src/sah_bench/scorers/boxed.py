@@ -1,9 +1,12 @@
-"""Final-answer extraction for math competitions (AIME 2024/2025).
+"""Final-answer extraction for AIME 2024/2025 (integer answers 0-999).
 
-The answer is the content of the last ``\\boxed{...}`` (braces matched, so ``\\boxed{\\frac{1}{2}}``
-is read whole). Without a box, the last integer in the text is taken, because small models often
-state "the answer is 204" without the box. AIME answers are integers 0..999, so values compare as
-integers when both sides parse (``"042"`` == ``"42"``); otherwise as normalised strings.
+Rule: when the prediction has a ``\\boxed{...}`` (or ``\\fbox{...}``), the answer is the integer
+in the *last* one (braces matched, so ``\\boxed{\\text{042}}`` reads 42): its content, once
+``\\text{}``/``\\mathrm{}``/``\\mathbf{}`` wrappers, "$", spaces and a trailing "." are dropped,
+must be a (signed) integer, leading zeros allowed; a box holding anything else (``\\frac{1}{2}``,
+"x = 5") answers nothing and scores 0, it does not fall back. Without a box, the answer is the
+last number in the text (an integer, or a decimal that then must equal the integer reference).
+Answers compare as integers.
 """
 
 from __future__ import annotations
@@ -11,12 +14,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-_INTEGER = re.compile(r"-?\d[\d,]*")
+_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*\{")
+_WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}")
+_INTEGER = re.compile(r"[+-]?\d+")
+_LAST_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}``, or None."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    """Content of the last complete ``\\boxed{...}`` or ``\\fbox{...}``, or None."""
+    starts = [m.end() for m in _BOX_START.finditer(text)]
     for start in reversed(starts):
         depth = 1
         for pos in range(start, len(text)):
@@ -29,40 +35,35 @@ def extract_boxed(text: str) -> str | None:
     return None
 
 
+def _boxed_integer(content: str) -> int | None:
+    previous = None
+    while previous != content:  # unwrap nested \text{\textbf{..}}
+        previous, content = content, _WRAPPER.sub(r"\1", content)
+    content = content.replace("$", "").replace(" ", "").strip().rstrip(".")
+    return int(content) if _INTEGER.fullmatch(content) else None
+
+
 def extract_final_answer(text: str) -> str | None:
-    """The boxed answer, else the last integer in the text, else None."""
+    """The answer as text: the integer of the last box, else the last number, else None."""
     boxed = extract_boxed(text)
     if boxed is not None:
-        return boxed
-    integers = _INTEGER.findall(text)
-    return integers[-1] if integers else None
+        value = _boxed_integer(boxed)
+        return None if value is None else str(value)
+    numbers = _LAST_NUMBER.findall(text)
+    return numbers[-1] if numbers else None
 
 
-def _normalize(answer: str) -> str:
-    answer = answer.strip().strip("$").strip()
-    answer = re.sub(r"\\text\{([^}]*)\}", r"\1", answer)
-    answer = answer.replace(",", "").replace(" ", "").rstrip(".")
-    return answer
-
-
-def _as_int(answer: str) -> int | None:
-    try:
-        return int(answer)
-    except ValueError:
-        return None
-
-
-def answers_equal(predicted: str, reference: str) -> bool:
-    pred, ref = _normalize(predicted), _normalize(reference)
-    pred_int, ref_int = _as_int(pred), _as_int(ref)
-    if pred_int is not None and ref_int is not None:
-        return pred_int == ref_int
-    return pred == ref
+def _reference_int(reference: str) -> int:
+    text = str(reference).strip()
+    if not _INTEGER.fullmatch(text):
+        raise ValueError(f"AIME reference {reference!r} is not an integer")
+    return int(text)
 
 
 def boxed_match_score(prediction: str, answers: Sequence[str], **_: object) -> float:
-    """1 when the extracted final answer equals a reference, else 0."""
+    """1 when the extracted final answer equals an (integer) reference, else 0."""
     extracted = extract_final_answer(prediction)
     if extracted is None:
         return 0.0
-    return float(any(answers_equal(extracted, str(ref)) for ref in answers))
+    value = float(extracted)
+    return float(any(value == _reference_int(ref) for ref in answers))

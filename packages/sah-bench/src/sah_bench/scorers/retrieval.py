@@ -1,8 +1,10 @@
-"""LongBench's passage-retrieval and passage-count scores (Bai et al., 2023).
+r"""LongBench's passage-retrieval and passage-count scores (Bai et al., 2023).
 
 Retrieval: the reference names a paragraph ("Paragraph 7" / "段落7"); the score is the fraction
 of the numbers in the prediction equal to that paragraph's number. Count: the fraction of the
-numbers in the prediction equal to the reference count.
+numbers in the prediction equal to the reference count. As in THUDM ``metrics.py``, numbers are
+``\d+`` runs (so "12.5" is two numbers), the reference count is compared as ``str(...)``
+without stripping, and a prediction with no number scores 0.
 """
 
 from __future__ import annotations
@@ -44,4 +46,4 @@ def retrieval_zh_score(prediction: str, answers: Sequence[str], **_: object) -> 
 
 def count_score(prediction: str, answers: Sequence[str], **_: object) -> float:
     """Passage count: fraction of the numbers in the prediction equal to the reference."""
-    return max((_fraction_equal(prediction, str(r).strip()) for r in answers), default=0.0)
+    return max((_fraction_equal(prediction, str(r)) for r in answers), default=0.0)
