@@ -1,7 +1,8 @@
 """Torch reference implementations: the semantics every attention kernel here must match.
 
-Written plainly (gather, fp32 logits, softmax, weighted sum) rather than fast. Conventions
-shared with the Triton kernels:
+``sparse_decode_attention_reference`` maps the kernel's conventions onto the research path's
+torch index-form attention (one torch reference per operation); the block-sparse reference is
+written plainly. Conventions shared with the Triton kernels:
 
 * importance weighting: a selected key with keep-probability ``p`` has its exp-score
   multiplied by ``1 / p``, i.e. ``-log p`` is added to its logit; an entry is selected when its
@@ -82,25 +83,19 @@ def sparse_decode_attention_reference(
     check_index_mask(indices, weights, shapes, queries.device)
     check_sinks(sinks, shapes)
     check_indices_in_range(indices, shapes.kv_len)
-    batch, num_kv_heads, group = shapes.batch, shapes.num_kv_heads, shapes.group_size
-    q_len, head_dim, list_len = shapes.q_len, shapes.head_dim, indices.shape[-1]
+    # One torch reference per operation: this is the research path's index-form attention
+    # (sah_core.attention.index_form), after the kernel's input conventions are mapped.
+    from sah_core.attention.index_form import index_attention_reference
 
-    if indices.shape[1] == num_kv_heads and group > 1:
-        indices = indices.repeat_interleave(group, dim=1)
-        weights = weights.repeat_interleave(group, dim=1)
-    selected = (indices >= 0) & (weights > 0)
-    # Gather from the KV head each query head reads, without materialising per-query-head KV.
-    gather_index = indices.clamp(min=0).long().reshape(batch, num_kv_heads, -1, 1)
-    gather_index = gather_index.expand(-1, -1, -1, head_dim)
-    shape = (batch, shapes.num_q_heads, q_len, list_len, head_dim)
-    selected_keys = torch.gather(keys, 2, gather_index).reshape(shape)
-    selected_values = torch.gather(values, 2, gather_index).reshape(shape)
-
-    logits = torch.einsum("bhqd,bhqld->bhql", queries.float(), selected_keys.float()) * scaling
-    safe_weights = torch.where(selected, weights.float(), 1.0)
-    logits = logits - torch.log(safe_weights)
-    logits = logits.masked_fill(~selected, float("-inf"))
-    return _softmax_weighted_sum(logits, selected_values, sinks).to(queries.dtype)
+    if indices.shape[1] == shapes.num_kv_heads and shapes.group_size > 1:
+        indices = indices.repeat_interleave(shapes.group_size, dim=1)
+        weights = weights.repeat_interleave(shapes.group_size, dim=1)
+    indices = indices.to(torch.int64)
+    # an entry is attended when its index is >= 0 and its weight > 0 (weight 0 = padding)
+    weights = torch.where(indices >= 0, weights.float(), 0.0)
+    return index_attention_reference(
+        queries, keys, values, indices, weights, scaling=float(scaling), s_aux=sinks
+    )
 
 
 def block_sparse_prefill_attention_reference(
