@@ -304,7 +304,9 @@ def test_loogle_and_loft(tmp_path: Path) -> None:
     bench = get_benchmark("loft_rag", data_path=tmp_path / "loft")
     assert bench.load_rows("nq_32k")[0]["task"] == "nq_32k"
     assert bench.score("nq_32k", "Final Answer: ['paris']", ["Paris"]) == 1.0
-    assert bench.score("quest_32k", "Final Answer: ['A']", ["A", "B"]) == 0.5
+    # LOFT's multi-value subspan EM: every reference must be found.
+    assert bench.score("quest_32k", "Final Answer: ['A', 'B']", ["A", "B"]) == 1.0
+    assert bench.score("quest_32k", "Final Answer: ['A']", ["A", "B"]) == 0.0
 
 
 def test_aime_native_and_common_forms(tmp_path: Path) -> None:

@@ -225,6 +225,15 @@ def test_infinitebench_choice_rows_carry_their_options(
     assert [r["answers"] for r in rows] == [["A"], ["B"]]
     debug = bench.load_rows("code_debug")
     assert debug[0]["options"] == ["func_a", "func_b", "Foo.func_c", "func_d"]
+    # The scorer gets the row's options and the hub's letter (the official [text, letter]).
+    extras = {"options": debug[0]["options"]}
+    assert debug[0]["answers"] == ["C"]
+    assert bench.score("code_debug", "C. Foo.func_c", debug[0]["answers"], **extras) == 1.0
+    assert bench.score("code_debug", "The answer is: Foo.func_c", ["C"], **extras) == 1.0
+    assert bench.score("code_debug", "B. func_b", debug[0]["answers"], **extras) == 0.0
+    choice = {"options": rows[1]["options"]}
+    assert bench.score("longbook_choice_eng", "B", rows[1]["answers"], **choice) == 1.0
+    assert bench.score("longbook_choice_eng", "A", rows[1]["answers"], **choice) == 0.0
 
 
 def test_aime2025_answer_stored_as_a_list_repr(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, Scorer
 from sah_bench.rows import as_answer_list
-from sah_bench.scorers import boxed_match_score
+from sah_bench.scorers import AIME_SCORER
 
 _INSTRUCTION = (
     "Solve the problem. Reason step by step, then put the final answer (an integer from 0 to "
@@ -69,7 +69,7 @@ class Aime2024(Benchmark):
         ]
 
     def scorer(self, subset: str) -> Scorer:
-        return boxed_match_score
+        return AIME_SCORER
 
 
 class Aime2025(Aime2024):

@@ -4,9 +4,9 @@ and More?"): answer questions over a long corpus of retrieved passages.
 One hub repo per task and length, ``f20180301/loft-rag-<task>-<length>``, default config,
 splits ``dev`` and ``test`` (``qampari`` at 1m has no ``dev``). Rows are in the common schema
 (``context`` + ``question`` is LOFT's prompt; ``answer_prefix`` "Final Answer: ") and are passed
-through. Single-value tasks (nq, hotpotqa, musique) score subspan exact match; multi-value tasks
-(qampari, quest) score coverage of the reference answers. Subsets are ``<task>_<length>``;
-the option ``split`` picks ``dev`` or ``test``.
+through. Single-value tasks (nq, hotpotqa, musique) score LOFT's subspan exact match, the
+multi-value tasks (qampari, quest) its multi-value subspan EM (``LOFT_RAG_SCORERS``). Subsets
+are ``<task>_<length>``; the option ``split`` picks ``dev`` or ``test``.
 """
 
 from __future__ import annotations
@@ -15,11 +15,10 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, HubSource, Scorer
-from sah_bench.scorers import coverage_score, subspan_em_score
+from sah_bench.scorers import LOFT_RAG_SCORERS
 
 LOFT_TASKS: tuple[str, ...] = ("nq", "hotpotqa", "musique", "qampari", "quest")
 LOFT_LENGTHS: tuple[str, ...] = ("32k", "128k", "1m")
-MULTI_VALUE_TASKS: frozenset[str] = frozenset({"qampari", "quest"})
 LOFT_SPLITS: tuple[str, ...] = ("dev", "test")
 #: (subset, split) pairs absent from the hub.
 MISSING_SPLITS: frozenset[tuple[str, str]] = frozenset({("qampari_1m", "dev")})
@@ -62,5 +61,4 @@ class LoftRag(Benchmark):
         return [row]
 
     def scorer(self, subset: str) -> Scorer:
-        task = subset.rsplit("_", 1)[0]
-        return coverage_score if task in MULTI_VALUE_TASKS else subspan_em_score
+        return LOFT_RAG_SCORERS[subset.rsplit("_", 1)[0]]

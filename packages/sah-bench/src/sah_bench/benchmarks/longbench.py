@@ -18,51 +18,44 @@ from typing import Any, ClassVar
 from sah_bench.benchmarks.base import Benchmark, Scorer
 from sah_bench.benchmarks.snapshot import is_snapshot
 from sah_bench.scorers import (
-    classification_score,
-    code_sim_score,
-    count_score,
-    qa_f1_score,
-    qa_f1_zh_score,
-    retrieval_score,
-    retrieval_zh_score,
-    rouge_score,
-    rouge_zh_score,
+    LONGBENCH_SCORERS,
+    longbench_e_bucket_scores,
+    longbench_percent,
+    longbench_postprocess,
 )
 
 
 @dataclass(frozen=True)
 class LongBenchTask:
-    scorer: Scorer
     #: Official generation budget (THUDM ``config/dataset2maxlen.json``); the hub rows carry
     #: this + 20, which we do not use.
     max_new_tokens: int
-    first_line_only: bool = False
     #: True for the five Chinese tasks, which the hub copy does not hold (local data only).
     chinese: bool = False
 
 
 TASKS: dict[str, LongBenchTask] = {
-    "narrativeqa": LongBenchTask(qa_f1_score, 128),
-    "qasper": LongBenchTask(qa_f1_score, 128),
-    "multifieldqa_en": LongBenchTask(qa_f1_score, 64),
-    "multifieldqa_zh": LongBenchTask(qa_f1_zh_score, 64, chinese=True),
-    "hotpotqa": LongBenchTask(qa_f1_score, 32),
-    "2wikimqa": LongBenchTask(qa_f1_score, 32),
-    "musique": LongBenchTask(qa_f1_score, 32),
-    "dureader": LongBenchTask(rouge_zh_score, 128, chinese=True),
-    "gov_report": LongBenchTask(rouge_score, 512),
-    "qmsum": LongBenchTask(rouge_score, 512),
-    "multi_news": LongBenchTask(rouge_score, 512),
-    "vcsum": LongBenchTask(rouge_zh_score, 512, chinese=True),
-    "trec": LongBenchTask(classification_score, 64, first_line_only=True),
-    "triviaqa": LongBenchTask(qa_f1_score, 32, first_line_only=True),
-    "samsum": LongBenchTask(rouge_score, 128, first_line_only=True),
-    "lsht": LongBenchTask(classification_score, 64, first_line_only=True, chinese=True),
-    "passage_count": LongBenchTask(count_score, 32),
-    "passage_retrieval_en": LongBenchTask(retrieval_score, 32),
-    "passage_retrieval_zh": LongBenchTask(retrieval_zh_score, 32, chinese=True),
-    "lcc": LongBenchTask(code_sim_score, 64),
-    "repobench-p": LongBenchTask(code_sim_score, 64),
+    "narrativeqa": LongBenchTask(128),
+    "qasper": LongBenchTask(128),
+    "multifieldqa_en": LongBenchTask(64),
+    "multifieldqa_zh": LongBenchTask(64, chinese=True),
+    "hotpotqa": LongBenchTask(32),
+    "2wikimqa": LongBenchTask(32),
+    "musique": LongBenchTask(32),
+    "dureader": LongBenchTask(128, chinese=True),
+    "gov_report": LongBenchTask(512),
+    "qmsum": LongBenchTask(512),
+    "multi_news": LongBenchTask(512),
+    "vcsum": LongBenchTask(512, chinese=True),
+    "trec": LongBenchTask(64),
+    "triviaqa": LongBenchTask(32),
+    "samsum": LongBenchTask(128),
+    "lsht": LongBenchTask(64, chinese=True),
+    "passage_count": LongBenchTask(32),
+    "passage_retrieval_en": LongBenchTask(32),
+    "passage_retrieval_zh": LongBenchTask(32, chinese=True),
+    "lcc": LongBenchTask(64),
+    "repobench-p": LongBenchTask(64),
 }
 
 #: Row fields passed through to the scorer and the results (beyond the common schema).
@@ -86,17 +79,7 @@ E_TASKS: tuple[str, ...] = (
 )
 
 
-#: LongBench-E's length buckets, in words (THUDM ``eval.py`` ``scorer_e``).
-E_BUCKETS: tuple[str, ...] = ("0-4k", "4-8k", "8k+")
-
-
-def length_bucket(length: int) -> str:
-    if length < 4000:
-        return "0-4k"
-    return "4-8k" if length < 8000 else "8k+"
-
-
-def _length(record: dict[str, Any]) -> int:
+def _length(record: dict[str, Any]) -> float:
     value = record.get("length")
     extra = record.get("extra")
     if value is None and isinstance(extra, dict):
@@ -105,11 +88,12 @@ def _length(record: dict[str, Any]) -> int:
         raise ValueError(
             "longbench: an _e record has no 'length' (word count), needed for the length buckets"
         )
-    return int(value)
+    return float(value)
 
 
-def _percent(scores: Sequence[float]) -> float | None:
-    return round(100 * sum(scores) / len(scores), 2) if scores else None
+def _json_number(value: float) -> float | None:
+    # eval.py's empty bucket is nan (np.mean of nothing); metrics.json stores null instead.
+    return None if math.isnan(value) else value
 
 
 def base_task(subset: str) -> str:
@@ -178,30 +162,24 @@ class LongBench(Benchmark):
         return [row]
 
     def scorer(self, subset: str) -> Scorer:
-        return TASKS[base_task(subset)].scorer
+        return LONGBENCH_SCORERS[base_task(subset)]
 
     def aggregate(self, subset: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Mean scores plus THUDM ``eval.py``'s report under ``official``: the task score × 100
         rounded to 2 decimals; for ``_e`` subsets, per length bucket (``length`` in words:
         < 4000, < 8000, the rest), each × 100 rounded (None for an empty bucket, where the
-        official ``np.mean`` would give nan)."""
+        official ``np.mean`` gives nan)."""
         metrics = super().aggregate(subset, records)
-        scores = [float(r["score"]) for r in records if not math.isnan(float(r["score"]))]
-        official: dict[str, float | None] = {"score": _percent(scores)}
+        kept = [r for r in records if not math.isnan(float(r["score"]))]
+        scores = [float(r["score"]) for r in kept]
+        official: dict[str, float | None] = {"score": _json_number(longbench_percent(scores))}
         if subset.endswith("_e"):
-            buckets: dict[str, list[float]] = {name: [] for name in E_BUCKETS}
-            for record in records:
-                if math.isnan(float(record["score"])):
-                    continue
-                buckets[length_bucket(_length(record))].append(float(record["score"]))
-            official.update({name: _percent(v) for name, v in buckets.items()})
+            buckets = longbench_e_bucket_scores(scores, [_length(r) for r in kept])
+            official.update({name: _json_number(v) for name, v in buckets.items()})
         metrics["official"] = official
         return metrics
 
     def postprocess(self, subset: str, prediction: str) -> str:
-        task = TASKS[base_task(subset)]
-        if task.first_line_only:
-            return prediction.lstrip("\n").split("\n")[0].strip()
-        if task.scorer is code_sim_score:
-            return prediction  # indentation is part of the line being compared
-        return prediction.strip()
+        # eval.py: only trec/triviaqa/samsum/lsht are cut to their first line; nothing else is
+        # stripped (the scorers normalise for themselves; code similarity keeps indentation).
+        return longbench_postprocess(base_task(subset), prediction)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, Scorer
-from sah_bench.scorers import choice_score
+from sah_bench.scorers import LONGBENCH_V2_SCORER
 
 #: Official generation budgets (LongBench ``pred.py``); the hub rows carry these + 20.
 V2_MAX_NEW_TOKENS: dict[str, int] = {"0shot": 128, "cot": 1024}
@@ -60,7 +60,7 @@ class LongBenchV2(Benchmark):
         return [row]
 
     def scorer(self, subset: str) -> Scorer:
-        return choice_score
+        return LONGBENCH_V2_SCORER
 
     def aggregate(self, subset: str, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         metrics = super().aggregate(subset, records)

@@ -5,9 +5,9 @@ From the hub copy ``simonjegou/loogle`` (config = task, split ``test``), whose r
 common schema already (``answer`` is one string; for the cloze task the JSON of the
 ``{"<mask-n>": entity}`` dict). Text columns are passed through; many questions share one
 document, so they are asked as one request. Placeholder rows of documents without QA (empty
-reference) are skipped: they cannot be scored. The paper scores generation with n-gram
-overlap and model-based judges; offline we use ROUGE-L for QA and summaries, and
-``string_match_all`` over the masked entities for the cloze task.
+reference) are skipped: they cannot be scored. Scorers: ``LOOGLE_SCORERS`` (cloze:
+LooGLE's exact match of the entity dict; QA and summaries: ROUGE-L recall; the paper's BERTScore
+and GPT judges are not run offline).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import logging
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, Scorer
-from sah_bench.scorers import rouge_score, string_match_all
+from sah_bench.scorers import LOOGLE_SCORERS
 
 logger = logging.getLogger(__name__)
 
@@ -45,4 +45,4 @@ class LooGLE(Benchmark):
         return [row]
 
     def scorer(self, subset: str) -> Scorer:
-        return string_match_all if subset == "shortdep_cloze" else rouge_score
+        return LOOGLE_SCORERS[subset]

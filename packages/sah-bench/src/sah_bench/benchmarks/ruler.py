@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from sah_bench.benchmarks.base import Benchmark, Scorer
-from sah_bench.scorers import string_match_all, string_match_part
+from sah_bench.scorers import ruler_scorer
 
 RULER_TASKS: tuple[str, ...] = (
     "niah_single_1",
@@ -81,7 +81,7 @@ class Ruler(Benchmark):
         return [row]
 
     def scorer(self, subset: str) -> Scorer:
-        return string_match_part if subset.startswith("qa") else string_match_all
+        return ruler_scorer(subset)
 
 
 class _RulerByTask(Ruler):
