@@ -376,6 +376,9 @@ def _answer_group(
             f"of request {group.request_id}"
         )
     timings = _timings(adapter, wall, len(group.rows))
+    # Whether the context prefill came from another config's run (sah_adapters' store).
+    hit = getattr(getattr(adapter, "last_request_stats", None), "context_cache_hit", None)
+    shared = {"context_cache_hit": hit} if isinstance(hit, bool) else {}
     records = []
     for i, (row, prediction) in enumerate(zip(group.rows, predictions, strict=True)):
         extras = row_extras(row)
@@ -391,7 +394,11 @@ def _answer_group(
             answers=list(row["answers"]),
             score=float(score),
             **timings,
-            extra={"task": row["task"], **{k: v for k, v in extras.items() if _jsonable(v)}},
+            extra={
+                "task": row["task"],
+                **{k: v for k, v in extras.items() if _jsonable(v)},
+                **shared,
+            },
         )
         records.append(record.to_dict())
     return {
