@@ -71,3 +71,18 @@ def test_cli_runs_every_family_from_a_snapshot_dir(
         assert metrics["n_questions"] == len(source)
         if cell == "longbench_qasper_e":  # the LongBench-E buckets reach the reported metrics
             assert set(metrics["official"]) == {"score", "0-4k", "4-8k", "8k+"}
+
+
+def test_cli_missing_snapshot_is_a_data_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_factory: str
+) -> None:
+    monkeypatch.setenv(FACTORY_ENV_VAR, fake_factory)
+    root = tmp_path / "snapshots"
+    root.mkdir()
+    out = tmp_path / "out"
+    args = ["run", "-m", "fake-constant", "-c", "dense", "-b", "ruler:vt", "-o", str(out)]
+    result = CliRunner().invoke(app, [*args, "--data-dir", str(root), "--no-progress"])
+    assert result.exit_code == 2, result.output  # bad input, not a run failure
+    error = json.loads((out / "fake-constant/dense/ruler_vt/error.json").read_text())
+    assert error["category"] == "data"
+    assert str(root / "simonjegou" / "ruler") in error["error"]
