@@ -328,6 +328,8 @@ def skip_if_complete(spec: CellSpec, out_dir: Path) -> CellResult | None:
     """The "skipped" result of a cell already complete with these settings, else None."""
     cell_dir = spec.cell_dir(out_dir)
     if is_complete(cell_dir, spec.fingerprint()):
+        # A run killed between the marker and the log's removal left the log behind.
+        (cell_dir / PROGRESS_LOG).unlink(missing_ok=True)
         return CellResult(spec.key, str(cell_dir), "skipped", metrics=_read_metrics(cell_dir))
     return None
 
