@@ -203,3 +203,29 @@ def test_bad_request_and_template_choice(adapter: Any, plain_tokenizer: Any) -> 
             plain.process_request(Request("c", "q"), request_kwargs={"use_chat_template": True})
         # Empty context and question still leave the tokenizer's BOS to start from.
         assert isinstance(plain.process_request(Request("", "")).responses, str)
+
+
+@pytest.mark.parametrize(
+    ("family", "batch_size", "mask_free"),
+    [("llama", 1, True), ("llama", 3, False), ("mistral", 1, False)],
+)
+def test_decode_steps_skip_an_all_zero_mask(
+    family: str, batch_size: int, mask_free: bool, chat_tokenizer: Any
+) -> None:
+    """Unpadded decode with no binding window gets mask None; padding or a window keep it."""
+    with ModelAdapterHF.from_model(tiny_model(family), chat_tokenizer, real_sparse_config()) as a:
+        masks: list[Any] = []
+        original = a._attend
+
+        def spy(module: Any, query: Any, key: Any, value: Any, mask: Any, *rest: Any) -> Any:
+            if query.shape[2] == 1:
+                masks.append(mask)
+            return original(module, query, key, value, mask, *rest)
+
+        a._attend = spy  # type: ignore[method-assign]
+        a.process_request(
+            Request(CONTEXT, QUESTIONS), {"max_new_tokens": 4}, {"batch_size": batch_size}
+        )
+    assert masks
+    # The window of mistral (8) is shorter than the context: every step needs its mask.
+    assert all((m is None) == mask_free for m in masks)

@@ -33,8 +33,13 @@ def unique_attention_name() -> str:
     return f"{NAME_PREFIX}_{os.getpid()}_{serial}"
 
 
-def register_attention(name: str, attention_function: Callable[..., Any]) -> None:
-    """Register ``attention_function`` and the matching (materialized, additive) mask builder."""
+def register_attention(
+    name: str,
+    attention_function: Callable[..., Any],
+    mask_function: Callable[..., Any] | None = None,
+) -> None:
+    """Register ``attention_function`` and its mask builder (default: transformers' eager one,
+    a materialized additive mask)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
@@ -45,7 +50,7 @@ def register_attention(name: str, attention_function: Callable[..., Any]) -> Non
     AttentionInterface.register(name, attention_function)
     # The eager mask is a full additive float mask [B, 1, Q, K] that already holds causality,
     # padding and any sliding window, so the attention function never has to infer them.
-    AttentionMaskInterface.register(name, eager_mask)
+    AttentionMaskInterface.register(name, mask_function or eager_mask)
     logger.debug("registered attention %s", name)
 
 

@@ -87,6 +87,24 @@ def _make_attention_function(adapter_ref: weakref.ref[ModelAdapterHF]) -> Callab
     return sah_research_attention
 
 
+def _make_mask_function(adapter_ref: weakref.ref[ModelAdapterHF]) -> Callable[..., Any]:
+    """transformers' eager mask, or None for a decode step whose mask would be all zeros.
+
+    The adapter sets ``_mask_free_step`` only around a one-token step of an unpadded batch
+    whose sliding windows (if any) still cover every key: then the eager mask allows every key
+    and None says the same without building it, or ResearchAttention inspecting it per layer.
+    """
+    from transformers.masking_utils import eager_mask
+
+    def sah_research_mask(*args: Any, **kwargs: Any) -> Any:
+        adapter = adapter_ref()
+        if adapter is not None and adapter._mask_free_step:
+            return None
+        return eager_mask(*args, **kwargs)
+
+    return sah_research_mask
+
+
 class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdapterInterface):
     """Sparse attention inside any HF decoder whose attention goes through the registry.
 
@@ -240,7 +258,13 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         self._probe_layers: list[int | None] | None = None
         self._attention_name = unique_attention_name()
         self._attention_function = _make_attention_function(weakref.ref(self))
-        register_attention(self._attention_name, self._attention_function)
+        self._mask_free_step = False
+        self._shortest_window = _shortest_sliding_window(model)
+        register_attention(
+            self._attention_name,
+            self._attention_function,
+            _make_mask_function(weakref.ref(self)),
+        )
         self._unregister = weakref.finalize(self, unregister_attention, self._attention_name)
         self._closed = False
         try:
@@ -628,12 +652,17 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             def step(tokens: torch.Tensor) -> torch.Tensor:
                 nonlocal seen, step_positions
                 seen += 1
-                out = self._forward(
-                    input_ids=tokens[:, None],
-                    attention_mask=mask_upto(seen),
-                    position_ids=step_positions,
-                    cache=cache,
-                )
+                # Every key visible (no pads, windows not yet full): the mask says nothing.
+                self._mask_free_step = not padded and seen <= self._shortest_window
+                try:
+                    out = self._forward(
+                        input_ids=tokens[:, None],
+                        attention_mask=mask_upto(seen),
+                        position_ids=step_positions,
+                        cache=cache,
+                    )
+                finally:
+                    self._mask_free_step = False
                 step_positions = step_positions + 1
                 return out.logits[:, -1, :]  # type: ignore[no-any-return]
 
@@ -686,6 +715,20 @@ class _ContextState:
             if self.store is not None:
                 self.store.clear()  # never hand a half-restored cache to another adapter
             raise
+
+
+def _shortest_sliding_window(model: Any) -> float:
+    """The smallest sliding window of any attention layer (inf when none slides)."""
+    text_config = model.config.get_text_config(decoder=True)
+    window = getattr(text_config, "sliding_window", None)
+    layer_types = getattr(text_config, "layer_types", None)
+    chunk = getattr(text_config, "attention_chunk_size", None)
+    sizes = []
+    if window and (not layer_types or "sliding_attention" in layer_types):
+        sizes.append(int(window))
+    if chunk and layer_types and "chunked_attention" in layer_types:
+        sizes.append(int(chunk))
+    return float(min(sizes)) if sizes else float("inf")
 
 
 def _forward_parameters(model: Any) -> set[str]:
