@@ -243,3 +243,96 @@ def test_demo_with_a_fake_model(runner: CliRunner, tmp_path: Path) -> None:
     for name in ("dense", "sink_local", "oracle_topk_10pct", "quest_10pct", "adaptive_sampling"):
         assert name in output
     assert (tmp_path / "demo/report/pareto.png").is_file()
+
+
+# -- issue 10: options reach the adapter and the benchmarks -------------------------------
+RECORDING = "recording_factory:make_recording_adapter"
+
+
+def test_run_file_kwargs_and_dtype_reach_the_adapter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from recording_factory import read_log
+
+    monkeypatch.setenv(FACTORY_ENV_VAR, RECORDING)
+    monkeypatch.setenv("SAH_RECORD_LOG", str(tmp_path / "log.jsonl"))
+    run_file = tmp_path / "run.yaml"
+    run_file.write_text(
+        "models: [rec-oracle]\n"
+        "benchmarks:\n"
+        "  - {name: synthetic, subsets: [vt], options: {num_samples: 1, target_tokens: 150}}\n"
+        "  - {name: mock, subsets: [reading_comprehension]}\n"
+        "model_kwargs: {attn_implementation: eager, dtype: float32}\n"
+        "request_kwargs: {max_context_length: 4000, truncation: middle, batch_size: 2}\n"
+        "generation_kwargs: {max_new_tokens: 7, seed: 3}\n"
+        "metrics: [density, output_error, mass_recall]\n"
+        f"out: {tmp_path / 'out'}\n"
+        "backend: inline\n"
+    )
+    code, output = run(CliRunner(), "run", str(run_file), "--dtype", "bfloat16", "--no-progress")
+    assert code == 0, output
+    entries = read_log(str(tmp_path / "log.jsonl"))
+    loads = [e for e in entries if e["event"] == "load"]
+    assert loads and all(
+        e["model_kwargs"] == {"attn_implementation": "eager", "dtype": "bfloat16"}
+        and e["safetensors_only"] is True
+        and e["device"] == "cpu"
+        for e in loads
+    )
+    requests = [e for e in entries if e["event"] == "request"]
+    assert all(
+        e["request_kwargs"] == {"max_context_length": 4000, "truncation": "middle", "batch_size": 2}
+        and e["generation_kwargs"]["seed"] == 3
+        and e["generation_kwargs"]["max_new_tokens"] <= 7
+        for e in requests
+    )
+    spec = json.loads((tmp_path / "out/rec-oracle/dense/synthetic_vt/config.json").read_text())
+    assert spec["micro_metrics"] == ["density", "output_error", "attention_mass_recall"]
+    assert spec["benchmark_options"] == {"num_samples": 1, "target_tokens": 150}
+    mock = json.loads(
+        (tmp_path / "out/rec-oracle/dense/mock_reading_comprehension/config.json").read_text()
+    )
+    assert mock["benchmark_options"] == {}  # the synthetic options did not leak into mock
+
+
+def test_bench_options_go_only_where_they_belong(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    code, output = run(
+        runner, "run", "-m", "fake-oracle", "-b", "synthetic:vt", "-b", "mock",
+        "-o", str(out), "--backend", "inline", "--no-progress", *SMALL,
+        "--bench-option", "synthetic.seed=5", "--data-dir", str(tmp_path),
+    )  # fmt: skip
+    assert code == 0, output
+    synth = json.loads((out / "fake-oracle/dense/synthetic_vt/config.json").read_text())
+    mock = json.loads(
+        (out / "fake-oracle/dense/mock_reading_comprehension/config.json").read_text()
+    )
+    assert synth["benchmark_options"] == {
+        "num_samples": 2, "target_tokens": 150, "seed": 5, "data_dir": str(tmp_path)
+    }  # fmt: skip
+    assert mock["benchmark_options"] == {"data_dir": str(tmp_path)}
+
+
+@pytest.mark.skipif(
+    __import__("torch").cuda.is_available(), reason="checks the message of a machine without CUDA"
+)
+def test_device_cuda_without_a_gpu_exits_2_at_once(runner: CliRunner, tmp_path: Path) -> None:
+    code, output = run(runner, "run", "-m", "fake-oracle", "-o", str(tmp_path / "o"), "-d", "cuda")
+    assert code == 2 and "needs a CUDA GPU" in output and "--device cpu" in output
+    assert not (tmp_path / "o").exists()
+
+
+def test_report_names_a_damaged_cell_and_keeps_the_others(
+    runner: CliRunner, tmp_path: Path, config_file: Path
+) -> None:
+    out = tmp_path / "out"
+    args = ["run", "-m", "fake-oracle", "-c", "dense", "-c", str(config_file),
+            "-b", "synthetic:niah_single", "-o", str(out), "--backend", "inline",
+            "--no-progress", *SMALL]  # fmt: skip
+    assert run(runner, *args)[0] == 0
+    damaged = out / "fake-oracle/sink_local/synthetic_niah_single"
+    (damaged / "metrics.json").write_text("{}")
+    code, output = run(runner, "report", str(out))
+    assert code == 1 and "unreadable cell" in output and str(damaged) in output
+    assert "| fake-oracle | dense |" in output and "sink_local" not in output.split("unreadable")[0]
+    assert "Unreadable cells" in (out / "report/leaderboard.md").read_text()
