@@ -14,8 +14,8 @@ answer; its primary metric ``subspan_em`` is 1 when some normalised reference is
 it (one direction only). Multi-value tasks (qampari, quest; ``multi_value_rag``) report
 ``subspan_em`` too: 1 only when every reference can be paired with a *distinct* predicted
 answer that contains it or is contained in it (an optimal assignment); ``coverage`` and set
-``em`` are the secondary metrics. Quirk kept: an answer that normalises to "" (e.g. "The") is a
-substring of every reference.
+``em`` are the secondary metrics. Quirks kept: a reference that normalises to "" is inside every
+answer, and (multi-value) an answer that normalises to "" (e.g. "The") is inside every reference.
 """
 
 from __future__ import annotations
