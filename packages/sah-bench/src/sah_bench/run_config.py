@@ -106,17 +106,10 @@ def read_structured_file(path: Path, what: str) -> Any:
 
 
 def _masker_types() -> list[str]:
-    from importlib.metadata import entry_points
+    from sah_core.maskers.registry import known_tags, load_plugins
 
-    from sah_protocol import MASKERS_ENTRY_POINT_GROUP
-
-    names = []
-    for ep in entry_points(group=MASKERS_ENTRY_POINT_GROUP):
-        try:
-            names.append(ep.load().__name__)
-        except Exception:  # a broken plug-in must not hide the real message
-            continue
-    return sorted(names)
+    load_plugins()
+    return known_tags()
 
 
 def _check_masker_tags(data: dict[str, Any], source: str) -> None:
