@@ -184,9 +184,11 @@ def test_empty_question_continues_the_context(plain_tokenizer: Any) -> None:
         ({"seed": "x"}, None, "seed"),
         ({"eos_token_id": [1, "a"]}, None, "eos_token_id"),
         ({"do_sample": "yes"}, None, "do_sample"),
-        (None, {"batch_size": 0}, "batch_size"),
+        (None, {"batch_size": 0}, r"request_kwargs\['batch_size'\]=0 must be an int >= 1"),
+        (None, {"batch_size": True}, r"\['batch_size'\]=True must be an int >= 1"),
         (None, {"truncation": "both"}, r"truncation.*middle"),
-        (None, {"max_context_length": -5}, "max_context_length"),
+        (None, {"max_context_length": -5}, r"\['max_context_length'\]=-5 must be an int >= 1"),
+        (None, {"use_chat_template": "no"}, r"\['use_chat_template'\]='no' must be a bool"),
         (None, {"chunk": 3}, r"request_kwargs has unknown key"),
     ],
 )
