@@ -1,4 +1,5 @@
-"""A size of 0 selects nothing, and an all-empty stack runs dense: say so in the log."""
+"""A size of 0 selects nothing, and a stack that selects nothing attends nothing (never
+dense): say so in the log."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ def test_zero_size_logs_a_warning_naming_the_field(
     with caplog.at_level(logging.WARNING, logger="sah_core"):
         make()  # type: ignore[operator]
     messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any(f"{field}=0" in m and "dense" in m for m in messages), messages
+    assert any(f"{field}=0" in m and "attends nothing" in m for m in messages), messages
 
 
 @pytest.mark.parametrize(
