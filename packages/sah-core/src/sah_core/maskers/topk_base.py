@@ -153,7 +153,7 @@ class TopKMasker(ResearchMasker):
                 budget,
                 chunk,
                 previous,
-                *self._stable_flag(),
+                *self._select_flags(row_budget),
             )
             chosen = self._cut_to_rows(chosen, row_budget)
             if chosen.shape[-1] < take:
@@ -170,7 +170,7 @@ class TopKMasker(ResearchMasker):
                     budget,
                     chunk,
                     previous.query_slice(chunk.start, chunk.end),
-                    *self._stable_flag(),
+                    *self._select_flags(row_budget),
                 )
                 chosen = self._cut_to_rows(chosen, row_budget)
                 indices[:, :, chunk.start : chunk.end, : chosen.shape[-1]] = chosen
@@ -179,8 +179,10 @@ class TopKMasker(ResearchMasker):
         )
         return previous.merge_disjoint(mine)
 
-    def _stable_flag(self) -> tuple[bool, ...]:
-        # passed only when set, so subclasses overriding the 5-argument _select keep working
+    def _select_flags(self, row_budget: torch.Tensor | None) -> tuple[bool, ...]:
+        # passed only when needed, so subclasses overriding the 5-argument _select keep working
+        if row_budget is not None:
+            return (self.tied_scores, True)
         return (True,) if self.tied_scores else ()
 
     def _row_budgets(self, call: CallPlan) -> torch.Tensor | None:
@@ -244,9 +246,11 @@ class TopKMasker(ResearchMasker):
         chunk: QueryChunk,
         previous: Mask,
         stable: bool = False,
+        best_first: bool = False,
     ) -> torch.Tensor:
-        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded),
-        best first; ``stable`` breaks ties toward the lower key index."""
+        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded);
+        ``stable`` breaks ties toward the lower key index (and orders best first),
+        ``best_first`` orders the picks by score (per-row budgets cut a prefix)."""
         if scores.shape[-1] < limit:
             raise ValueError(
                 f"key_scores returned {scores.shape[-1]} columns, which is not allowed: "
@@ -268,6 +272,6 @@ class TopKMasker(ResearchMasker):
             values, idx = scores.sort(dim=-1, descending=True, stable=True)
             values, idx = values[..., :take], idx[..., :take]
         else:
-            # sorted: best first, so per-row budgets can cut a prefix
-            values, idx = scores.topk(take, dim=-1, sorted=True)
+            # unsorted is ~15% cheaper; order matters only when per-row budgets cut a prefix
+            values, idx = scores.topk(take, dim=-1, sorted=best_first)
         return idx.masked_fill_(values <= forbidden_below, -1)
