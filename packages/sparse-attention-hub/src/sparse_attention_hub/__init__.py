@@ -550,6 +550,8 @@ if TYPE_CHECKING:
     )
     from sah_core import (
         check_selection_size as check_selection_size,
+    )
+    from sah_core import (
         check_size as check_size,
     )
     from sah_core import (
