@@ -58,6 +58,8 @@ def naive_mask(
 def test_invalid_configs_name_the_field() -> None:
     with pytest.raises(ValueError, match="lsh_l"):
         MagicPigConfig(lsh_l=1)
+    with pytest.raises(ValueError, match=r"lsh_l=100000 is not allowed: use an int in \[2, 1024\]"):
+        MagicPigConfig(lsh_l=10**5)  # would allocate gigabytes of codes per layer
     with pytest.raises(ValueError, match="lsh_k"):
         MagicPigConfig(lsh_k=0)
     with pytest.raises(ValueError, match="lsh_k"):

@@ -59,10 +59,15 @@ BLOCK_ELEMENTS = 1 << 24
 _PACKINGS = ("int64", "float")
 
 
+#: Upper bound on ``lsh_l``: the paper's settings use at most a few hundred tables, and every
+#: table costs one int64 code per key and head (10**5 tables would need gigabytes per layer).
+MAX_TABLES = 1024
+
+
 @dataclasses.dataclass
 class MagicPigConfig(SamplingMaskerConfig):
-    """``lsh_l`` tables (>= 2); ``lsh_k`` bits per table (1..62); ``center`` subtract the mean
-    key; ``packing`` int64/float code storage; ``seed`` >= 0 of the hyperplanes."""
+    """``lsh_l`` tables (2..MAX_TABLES); ``lsh_k`` bits per table (1..62); ``center`` subtract
+    the mean key; ``packing`` int64/float code storage; ``seed`` >= 0 of the hyperplanes."""
 
     type_tag = "magic_pig"
 
@@ -74,7 +79,7 @@ class MagicPigConfig(SamplingMaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_int(self, "lsh_l", self.lsh_l, MIN_COLLISIONS)
+        check_int(self, "lsh_l", self.lsh_l, MIN_COLLISIONS, MAX_TABLES)
         check_int(self, "lsh_k", self.lsh_k, 1, 62)
         if not isinstance(self.center, bool):
             raise ValueError(
