@@ -58,6 +58,10 @@ def test_invalid_configs_name_the_field() -> None:
         SocketMaskerConfig(heavy_size=2, K=0)
     with pytest.raises(ValueError, match=r"SocketMaskerConfig\.L="):
         SocketMaskerConfig(heavy_size=2, L=-1)
+    with pytest.raises(ValueError, match=r"SocketMaskerConfig\.L=100000 .*\[1, 1024\]"):
+        SocketMaskerConfig(heavy_size=2, L=10**5)  # memory-only values are refused
+    with pytest.raises(ValueError, match=r"SocketMaskerConfig\.K=65 .*\[1, 64\]"):
+        SocketMaskerConfig(heavy_size=2, K=65)
     with pytest.raises(ValueError, match="tau"):
         SocketMaskerConfig(heavy_size=2, tau=0.0)
     with pytest.raises(ValueError, match="heavy_size"):

@@ -36,14 +36,19 @@ from sah_core.maskers.base import check_float, check_int
 from sah_core.maskers.key_state_cache import incremental_key_features
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
+#: Upper bounds of ``K`` and ``L``: hyperplanes and per-key codes grow as ``L * K``, so larger
+#: values can only exhaust memory (the method uses a few bits and tens of tables).
+MAX_BITS = 64
+MAX_TABLES = 1024
+
 #: Base seed of the hyperplanes (the layer index is added).
 PLANE_SEED = 0x50C4E7
 
 
 @dataclasses.dataclass
 class SocketMaskerConfig(TopKMaskerConfig):
-    """``heavy_size`` keys per row; ``K`` hyperplanes per table (>= 1); ``L`` tables (>= 1);
-    ``tau`` > 0 temperature of the soft collision."""
+    """``heavy_size`` keys per row; ``K`` hyperplanes per table (1..MAX_BITS); ``L`` tables
+    (1..MAX_TABLES); ``tau`` > 0 temperature of the soft collision."""
 
     type_tag = "socket"
 
@@ -53,8 +58,8 @@ class SocketMaskerConfig(TopKMaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_int(self, "K", self.K, 1)
-        check_int(self, "L", self.L, 1)
+        check_int(self, "K", self.K, 1, MAX_BITS)
+        check_int(self, "L", self.L, 1, MAX_TABLES)
         check_float(self, "tau", self.tau, 0.0, float("inf"), low_inclusive=False)
 
 
