@@ -481,3 +481,16 @@ def test_random_stacks_match_naive_reference(
     weight_mask = None if mask.representation == "full" else dense
     expected = helpers.naive_attention(q, k, v, weight_mask, SCALE, am)
     assert torch.allclose(out.transpose(1, 2).double(), expected, atol=1e-5)
+
+
+def test_phases_default_round_trip_and_bad_values() -> None:
+    from sah_core.research_attention import ResearchAttentionConfig
+
+    assert ResearchAttentionConfig().phases == ("question", "decode")
+    assert "phases" not in ResearchAttentionConfig().to_dict()
+    config = ResearchAttentionConfig(phases=("decode", "prefill", "question"))
+    assert config.phases == ("prefill", "question", "decode")  # canonical order
+    assert ResearchAttentionConfig.from_dict(config.to_dict()).phases == config.phases
+    for bad in ["decode", (), ("decode", "decode"), ("context",)]:
+        with pytest.raises(ValueError, match="phases"):
+            ResearchAttentionConfig(phases=bad)  # type: ignore[arg-type]

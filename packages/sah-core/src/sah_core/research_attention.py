@@ -22,6 +22,10 @@ from sah_core.metrics.micro_metric_logger import MicroMetricLogger
 
 logger = logging.getLogger(__name__)
 
+#: The phases of a request, in order; a stack acts in the ones its config names.
+PHASES: tuple[str, ...] = ("prefill", "question", "decode")
+DEFAULT_PHASES: tuple[str, ...] = ("question", "decode")
+
 
 @dataclasses.dataclass
 class ResearchAttentionConfig:
@@ -31,9 +35,13 @@ class ResearchAttentionConfig:
     (output 0, logged once); it never falls back to dense. At most one sampling masker
     (its weights are keep-probabilities). ``to_dict`` / ``from_dict`` round-trip through
     JSON with ``"type"`` tags.
+
+    ``phases`` names the phases the stack acts in: ``"prefill"`` (the context), ``"question"``
+    and ``"decode"``; the phases it leaves out run dense. Default ``("question", "decode")``.
     """
 
     masker_configs: list[MaskerConfig] = dataclasses.field(default_factory=list)
+    phases: tuple[str, ...] = DEFAULT_PHASES
 
     def __post_init__(self) -> None:
         if not isinstance(self.masker_configs, (list, tuple)):
@@ -42,6 +50,18 @@ class ResearchAttentionConfig:
                 "allowed: use a list of masker configs"
             )
         self.masker_configs = list(self.masker_configs)
+        if isinstance(self.phases, str) or not isinstance(self.phases, (list, tuple)):
+            raise ValueError(
+                f"ResearchAttentionConfig.phases={self.phases!r} is not allowed: use a tuple of "
+                f"phase names from {list(PHASES)}"
+            )
+        unknown_phases = [p for p in self.phases if p not in PHASES]
+        if unknown_phases or not self.phases or len(set(self.phases)) != len(self.phases):
+            raise ValueError(
+                f"ResearchAttentionConfig.phases={tuple(self.phases)!r} is not allowed: use one "
+                f"or more distinct names from {list(PHASES)}"
+            )
+        self.phases = tuple(p for p in PHASES if p in self.phases)
         for position, config in enumerate(self.masker_configs):
             if not isinstance(config, MaskerConfig):
                 raise ValueError(
@@ -59,10 +79,13 @@ class ResearchAttentionConfig:
             )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "type": type(self).__name__,
             "masker_configs": [config.to_dict() for config in self.masker_configs],
         }
+        if self.phases != DEFAULT_PHASES:
+            data["phases"] = list(self.phases)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ResearchAttentionConfig:
@@ -71,18 +94,27 @@ class ResearchAttentionConfig:
         tag = data.get("type", cls.__name__)
         if tag != cls.__name__:
             raise ValueError(f"data['type']={tag!r} is not allowed: expected {cls.__name__!r}")
-        unknown = sorted(set(data) - {"type", "masker_configs"})
+        unknown = sorted(set(data) - {"type", "masker_configs", "phases"})
         if unknown:
             raise ValueError(
                 f"ResearchAttentionConfig fields {unknown} are not allowed: known fields are "
-                "['masker_configs']"
+                "['masker_configs', 'phases']"
             )
         entries = data.get("masker_configs", [])
         if not isinstance(entries, list):
             raise ValueError(
                 f"data['masker_configs']={entries!r} is not allowed: expected a list of dicts"
             )
-        return cls(masker_configs=[MaskerConfig.from_dict(entry) for entry in entries])
+        phases = data.get("phases", DEFAULT_PHASES)
+        if not isinstance(phases, (list, tuple)):
+            raise ValueError(
+                f"data['phases']={phases!r} is not allowed: expected a list of names from "
+                f"{list(PHASES)}"
+            )
+        return cls(
+            masker_configs=[MaskerConfig.from_dict(entry) for entry in entries],
+            phases=tuple(phases),
+        )
 
 
 class ResearchAttention:
