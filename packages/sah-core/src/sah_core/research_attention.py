@@ -7,8 +7,10 @@ registers ``research_attention.custom_attention`` (through a small closure) with
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -25,6 +27,27 @@ logger = logging.getLogger(__name__)
 #: The phases of a request, in order; a stack acts in the ones its config names.
 PHASES: tuple[str, ...] = ("prefill", "question", "decode")
 DEFAULT_PHASES: tuple[str, ...] = ("question", "decode")
+
+_NO_RANGE = contextlib.nullcontext()
+
+
+def _no_range(name: str) -> contextlib.AbstractContextManager[Any]:
+    return _NO_RANGE
+
+
+def _profiler_range(name: str) -> contextlib.AbstractContextManager[Any]:
+    return torch.profiler.record_function(name)
+
+
+def profiler_ranges() -> Callable[[str], contextlib.AbstractContextManager[Any]]:
+    """``torch.profiler.record_function`` while a torch profiler runs, else a no-op.
+
+    ``custom_attention`` labels its parts with these ranges (``sah.call[layer=i]``,
+    ``sah.plan``, ``sah.masker[j]:<tag>``, ``sah.attention`` holding a zero-length
+    ``sah.backend:<name>`` marker, ``sah.metrics``); without a profiler they cost one check
+    per layer call.
+    """
+    return _profiler_range if torch._C._autograd._profiler_enabled() else _no_range
 
 
 @dataclasses.dataclass
@@ -166,6 +189,7 @@ class ResearchAttention:
             else [ResearchMasker.create_from_config(c) for c in config.masker_configs]
         )
         self._tags = [type(m.config).type_tag for m in self.maskers]
+        self._masker_ranges = [f"sah.masker[{i}]:{tag}" for i, tag in enumerate(self._tags)]
         self.query_chunk_size = query_chunk_size
         self.raise_on_nonfinite = raise_on_nonfinite
         self.backend = backend
@@ -223,8 +247,10 @@ class ResearchAttention:
     def mask_for(self, call: CallPlan) -> Mask:
         """The stack's mask ``[B, Hq, Q, K]``: empty, then each masker's ``add_mask``."""
         mask = Mask.empty(call.shape, call.device, torch.float32)
+        span = profiler_ranges()
         for position, masker in enumerate(self.maskers):
-            mask = masker.add_mask(call.for_masker(position, self._tags[position]), mask)
+            with span(self._masker_ranges[position]):
+                mask = masker.add_mask(call.for_masker(position, self._tags[position]), mask)
         return mask
 
     def compute_mask(
@@ -280,17 +306,47 @@ class ResearchAttention:
             layer_idx = module.layer_idx
         if sparse_meta_data is None:
             sparse_meta_data = {}
-        call = self.plan(
-            queries,
-            keys,
-            values,
-            attention_mask,
-            scaling,
-            dropout,
-            sparse_meta_data,
-            layer_idx,
-            **kwargs,
-        )
+        span = profiler_ranges()
+        label = "" if span is _no_range else f"sah.call[layer={layer_idx}]"
+        with span(label):
+            return self._run_call(
+                queries,
+                keys,
+                values,
+                attention_mask,
+                scaling,
+                dropout,
+                sparse_meta_data,
+                layer_idx,
+                span,
+                kwargs,
+            )
+
+    def _run_call(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        scaling: float | None,
+        dropout: float,
+        sparse_meta_data: dict[Any, Any],
+        layer_idx: int | None,
+        span: Callable[[str], contextlib.AbstractContextManager[Any]],
+        kwargs: dict[str, Any],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        with span("sah.plan"):
+            call = self.plan(
+                queries,
+                keys,
+                values,
+                attention_mask,
+                scaling,
+                dropout,
+                sparse_meta_data,
+                layer_idx,
+                **kwargs,
+            )
         if self.maskers:
             mask = self.mask_for(call)
             if mask.representation == "empty" and not self._told_empty and mask.numel():
@@ -303,20 +359,25 @@ class ResearchAttention:
                 )
         else:
             mask = Mask.full(call.shape, call.device, torch.float32)  # no maskers = dense
-        out, backend = run_attention(call, mask, self.backend)
+        with span("sah.attention"):
+            out, backend = run_attention(call, mask, self.backend)
+            if span is not _no_range:
+                with span(f"sah.backend:{backend}"):
+                    pass  # marks which backend ran this attention range
         metrics = MicroMetricLogger.active()
         if metrics is not None and metrics.should_record():
-            metrics.record_attention(
-                layer_idx,
-                call.queries,
-                call.keys,
-                call.values,
-                mask,
-                out,
-                scaling=call.scaling,
-                attention_mask=call.attention_mask,
-                s_aux=call.s_aux,
-                query_chunk_size=call.requested_chunk_rows,
-                backend=backend,
-            )
+            with span("sah.metrics"):
+                metrics.record_attention(
+                    layer_idx,
+                    call.queries,
+                    call.keys,
+                    call.values,
+                    mask,
+                    out,
+                    scaling=call.scaling,
+                    attention_mask=call.attention_mask,
+                    s_aux=call.s_aux,
+                    query_chunk_size=call.requested_chunk_rows,
+                    backend=backend,
+                )
         return out.transpose(1, 2).contiguous(), None
