@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores, masked_keys
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
@@ -60,6 +62,14 @@ class AdaptiveSamplingMaskerConfig(SamplingMaskerConfig):
     delta: float = 0.1
     init_offset: int | float = 0
     local_offset: int | float = 0
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {
+            "base_rate_sampling": sp.Budget(sp.FloatRange(0.05, 0.5)),
+            "epsilon": sp.FloatRange(0.05, 0.5, log=True),
+            "delta": sp.FloatRange(0.05, 0.5, log=True),
+        },
+        (sp.budget_left,),
+    )
 
     def validate(self) -> None:
         super().validate()

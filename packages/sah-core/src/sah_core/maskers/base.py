@@ -64,6 +64,7 @@ from typing import Any, ClassVar, Self
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
 from sah_core.maskers import registry
@@ -188,6 +189,9 @@ class MaskerConfig:
     legacy_tags: ClassVar[tuple[str, ...]] = ()
     #: The masker built from this config (bound when the masker class is defined).
     masker_class: ClassVar[type[ResearchMasker] | None] = None
+    #: Tunable fields with ranges / choices and validity rules (``sah_core.search_space``);
+    #: empty: nothing to tune.
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

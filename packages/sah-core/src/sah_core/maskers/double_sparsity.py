@@ -25,10 +25,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
@@ -54,6 +55,11 @@ class DoubleSparsityTopKMaskerConfig(TopKMaskerConfig):
     group_factor: int = 8
     label_bits: int = 16
     channel_selection: str = "qk_proj"
+    search_space: ClassVar[sp.SearchSpace] = TopKMaskerConfig.search_space.extend(
+        (sp.at_most_head_dim("group_factor"),),
+        group_factor=sp.Choice((2, 4, 8, 16)),
+        label_bits=sp.Choice((4, 8, 16)),
+    )
 
     def validate(self) -> None:
         super().validate()

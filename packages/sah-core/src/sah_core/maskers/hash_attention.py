@@ -33,10 +33,11 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
@@ -71,6 +72,10 @@ class HashAttentionTopKMaskerConfig(TopKMaskerConfig):
     hat_mlp_activation: str = "silu"
     hat_weights: dict[Any, Any] | None = None
     hat_weight_file: str | None = None
+    #: ``hat_bits`` must match the weights: searched only over weight files per bit count.
+    search_space: ClassVar[sp.SearchSpace] = TopKMaskerConfig.search_space.extend(
+        hat_bits=sp.Choice((8, 16, 32, 64))
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -8,9 +8,11 @@ window attention); used with sinks in StreamingLLM (Xiao et al., arXiv:2309.1745
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
@@ -26,6 +28,9 @@ class LocalMaskerConfig(MaskerConfig):
     type_tag = "local"
 
     window_size: int | float = 0
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"window_size": sp.IntRange(16, 512, log=True)}
+    )
 
     def validate(self) -> None:
         super().validate()

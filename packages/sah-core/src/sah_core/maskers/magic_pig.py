@@ -39,10 +39,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
@@ -76,6 +77,9 @@ class MagicPigConfig(SamplingMaskerConfig):
     center: bool = True
     packing: str = "int64"
     seed: int = 42
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"lsh_l": sp.IntRange(8, 256, log=True), "lsh_k": sp.IntRange(4, 12)}, (sp.budget_left,)
+    )
 
     def validate(self) -> None:
         super().validate()

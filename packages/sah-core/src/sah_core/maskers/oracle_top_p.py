@@ -15,9 +15,11 @@ sparse-attention-hub's rule; a stack then holds ``prev + top_p * (1 - prev)``).
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores, masked_keys
 from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
@@ -37,6 +39,9 @@ class OracleTopPMaskerConfig(MaskerConfig):
 
     top_p: float = 1.0
     top_p_of: str = "all"
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"top_p": sp.FloatRange(0.5, 0.99)}, (sp.budget_left,)
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -29,10 +29,11 @@ centroids are refitted.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
@@ -55,6 +56,11 @@ class PQCacheConfig(TopKMaskerConfig):
     kmeans_iter: int = 10
     init_offset: int = 0
     metric: str = "euclidean"
+    search_space: ClassVar[sp.SearchSpace] = TopKMaskerConfig.search_space.extend(
+        (sp.divides_head_dim("pq_group_factor"), sp.centroids_fit_keys),
+        pq_group_factor=sp.Choice((1, 2, 4, 8)),
+        pq_bits=sp.IntRange(2, 8),
+    )
 
     def validate(self) -> None:
         super().validate()

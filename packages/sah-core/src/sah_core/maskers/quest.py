@@ -28,10 +28,11 @@ with the new keys in decode (min/max merge exactly); quantisation is applied on 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.attention.common import masked_keys
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
@@ -52,6 +53,11 @@ class QuestTopKMaskerConfig(TopKMaskerConfig):
 
     page_size: int = 16
     label_bits: int = 32
+    search_space: ClassVar[sp.SearchSpace] = TopKMaskerConfig.search_space.extend(
+        (sp.pages_fit_budget,),
+        page_size=sp.Choice((8, 16, 32, 64)),
+        label_bits=sp.Choice((4, 8, 16)),
+    )
 
     def validate(self) -> None:
         super().validate()

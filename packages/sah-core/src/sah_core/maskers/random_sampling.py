@@ -11,9 +11,11 @@ Efficient LLM Generation", ICLR 2025, arXiv:2410.16179. Estimator: Horvitz & Tho
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float
@@ -27,6 +29,9 @@ class RandomSamplingMaskerConfig(SamplingMaskerConfig):
     type_tag = "random_sampling"
 
     sampling_rate: float = 1.0
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"sampling_rate": sp.WHOLE_BUDGET}, (sp.budget_left,)
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -7,9 +7,11 @@ ICLR 2024, arXiv:2309.17453.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
@@ -25,6 +27,9 @@ class SinkMaskerConfig(MaskerConfig):
     type_tag = "sink"
 
     sink_size: int | float = 0
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"sink_size": sp.IntRange(4, 128, log=True)}
+    )
 
     def validate(self) -> None:
         super().validate()

@@ -27,10 +27,11 @@ never affect another key's score (and are never selected: the attention mask for
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_float, check_int
 from sah_core.maskers.key_state_cache import incremental_key_features
@@ -55,6 +56,11 @@ class SocketMaskerConfig(TopKMaskerConfig):
     K: int = 8
     L: int = 32
     tau: float = 1.0
+    search_space: ClassVar[sp.SearchSpace] = TopKMaskerConfig.search_space.extend(
+        K=sp.IntRange(4, 16),
+        L=sp.IntRange(8, 128, log=True),
+        tau=sp.FloatRange(0.1, 10.0, log=True),
+    )
 
     def validate(self) -> None:
         super().validate()

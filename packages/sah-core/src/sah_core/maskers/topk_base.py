@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from sah_core import search_space as sp
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -37,6 +38,10 @@ class TopKMaskerConfig(MaskerConfig):
     """Config of a top-k masker: ``heavy_size`` keys per row (int count or float fraction)."""
 
     heavy_size: int | float = 0
+    #: The budget: what the target density leaves after the fixed maskers.
+    search_space: ClassVar[sp.SearchSpace] = sp.SearchSpace(
+        {"heavy_size": sp.WHOLE_BUDGET}, (sp.budget_left,)
+    )
 
     def validate(self) -> None:
         super().validate()
