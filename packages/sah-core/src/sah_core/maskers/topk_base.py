@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import struct
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -85,6 +86,24 @@ def exclude_previous(scores: torch.Tensor, previous: Mask) -> torch.Tensor:
     src = torch.where(valid, float("-inf"), float("inf")).to(scores.dtype)
     safe = torch.where(valid, idx, 0)
     return scores.scatter_reduce_(-1, safe, src, reduce="amin", include_self=True)
+
+
+_SIGN_FLIP = 0x7FFFFFFF
+
+
+def ordered_int_keys(scores: torch.Tensor) -> torch.Tensor:
+    """int32 keys of fp32 ``scores`` in the same order (NaN ranks highest, as in
+    ``torch.topk``), for faster top-k on the CPU. Overwrites NaN in ``scores`` with +inf."""
+    bits = scores.nan_to_num_(nan=float("inf"), posinf=float("inf"), neginf=float("-inf"))
+    bits = bits.view(torch.int32)
+    # negative floats order backwards as ints: flip their magnitude bits
+    return (bits >> 31).bitwise_and_(_SIGN_FLIP).bitwise_xor_(bits)
+
+
+def ordered_int_key(value: float) -> int:
+    """The :func:`ordered_int_keys` key of one float."""
+    bits = int(struct.unpack("<i", struct.pack("<f", value))[0])
+    return bits ^ _SIGN_FLIP if bits < 0 else bits
 
 
 class TopKMasker(ResearchMasker):
@@ -276,6 +295,12 @@ class TopKMasker(ResearchMasker):
         if stable:
             values, idx = scores.sort(dim=-1, descending=True, stable=True)
             values, idx = values[..., :take], idx[..., :take]
+        elif scores.device.type == "cpu":
+            # torch.topk on int32 is ~2x faster on the CPU than on fp32 (no NaN-aware
+            # comparisons); the keys have the scores' order, so the picks are the same
+            keys, bound = ordered_int_keys(scores), ordered_int_key(forbidden_below)
+            values, idx = keys.topk(take, dim=-1, sorted=best_first)
+            return idx.masked_fill_(values <= bound, -1)
         else:
             # unsorted is ~15% cheaper; order matters only when per-row budgets cut a prefix
             values, idx = scores.topk(take, dim=-1, sorted=best_first)
