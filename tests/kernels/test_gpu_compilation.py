@@ -26,6 +26,7 @@ from sah_core.kernels import triton_sparse_decode as decode
 TARGET = GPUTarget("cuda", 90, 32)
 # Runtime specialisation marks pointers and 16-divisible ints like this; mirror it.
 DIVISIBLE = {"Q", "K", "V", "IDX", "W", "PART_ACC", "PART_M", "PART_L", "LISTS", "COUNTS",
+             "COLS", "COL_COUNTS",
              "OUT", "SINKS", "stride_qb", "stride_qh", "stride_qq", "stride_qm", "stride_kb",
              "stride_kh", "stride_kn", "stride_vb", "stride_vh", "stride_vn", "head_dim"}
 
@@ -60,8 +61,10 @@ build(decode._merge_splits_kernel,
        "OUT": "*bf16"}, {"HAS_SINKS": True, "BLOCK_S": 64, "BLOCK_D": 128})
 for dtype, block in (("bf16", 64), ("fp32", 64)):
     types = {n: "*" + dtype for n in ("Q", "K", "V", "OUT")}
-    types.update({"LISTS": "*i32", "COUNTS": "*i32", "SINKS": "*fp32", "scale_log2": "fp32"})
-    constexprs = {"CAUSAL": True, "HAS_SINKS": True, "NATIVE_DOT": dtype != "fp32",
+    types.update({"LISTS": "*i32", "COUNTS": "*i32", "COLS": "*i32", "COL_COUNTS": "*i32",
+                  "SINKS": "*fp32", "scale_log2": "fp32"})
+    constexprs = {"CAUSAL": True, "HAS_SINKS": True, "HAS_COLS": True,
+                  "NATIVE_DOT": dtype != "fp32",
                   "DOT_PRECISION": "ieee" if dtype == "fp32" else "tf32", "BLOCK": block,
                   "BLOCK_D": 128}
     build(prefill._block_sparse_prefill_kernel, types, constexprs,

@@ -26,7 +26,9 @@ from typing import Literal
 
 import torch
 
-Representation = Literal["full", "empty", "dense", "index"]
+#: ``"block"``: a :class:`~sah_core.block_mask.BlockSparseMask` (tiles + columns of a block
+#: layout, run on the block-sparse prefill path).
+Representation = Literal["full", "empty", "dense", "index", "block"]
 
 _Shape = tuple[int, int, int, int]
 

@@ -6,10 +6,12 @@ in the query dtype, or None to decline (the next backend is tried). Order of ``"
 1. user-supplied backends, most recently registered first
    (:func:`register_attention_backend`);
 2. ``"triton"`` -- the sparse-decode kernel of :mod:`sah_core.kernels`, for index-form masks
-   on CUDA with few query rows (``SAH_FORCE_REFERENCE_KERNELS=1`` turns it off);
+   on CUDA with few query rows, and the block-sparse prefill kernel for block-layout masks
+   on CUDA (``SAH_FORCE_REFERENCE_KERNELS=1`` turns both off);
 3. ``"reference"`` -- the torch path, which never declines: SDPA for a full mask, zeros for
-   an empty one (nothing attended), the index-form gather / dense-chunk paths, or the
-   dense-weight path.
+   an empty one (nothing attended), the index-form gather / dense-chunk paths, the
+   dense-weight path, or, for a block-layout mask (``"block"``, sparse prefill), the
+   block-sparse prefill path (its Triton kernel on CUDA, the tiled torch reference else).
 
 :func:`run_attention` returns the output and the name of the backend that produced it (the
 micro metrics record it); ``backend="reference"`` (or any registered name) forces one.
@@ -115,6 +117,11 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
         b, hq, q, _ = call.shape
         shape = (b, hq, q, call.values.shape[-1])
         return call.queries.new_zeros(shape), "reference/empty"
+    if kind == "block":
+        from sah_core.block_mask import BlockSparseMask, block_mask_attention_reference
+
+        assert isinstance(mask, BlockSparseMask)
+        return block_mask_attention_reference(call, mask)  # tiled, no [B, Hq, Q, K] tensor
     if kind == "index":
         indices, weights = mask.index_view()
         return index_attention_reference_named(
@@ -128,6 +135,7 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
             s_aux=call.s_aux,
             dropout=call.dropout,
             query_chunk_size=call.requested_chunk_rows,
+            shared_scores=call.cached_scores,
         )
     out = dense_mask_attention(
         call.queries,
@@ -144,7 +152,13 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
 
 
 def triton_backend(call: CallPlan, mask: Mask) -> torch.Tensor | None:
-    """The Triton sparse-decode kernel when it applies; None to fall back to torch."""
+    """The Triton sparse-decode kernel (index form) or block-sparse prefill kernel (block
+    layout) when it applies; None to fall back to torch."""
+    if mask.representation == "block":
+        from sah_core.block_mask import BlockSparseMask, block_mask_attention_triton
+
+        assert isinstance(mask, BlockSparseMask)
+        return block_mask_attention_triton(call, mask)
     if mask.representation != "index" or not call.queries.is_cuda:
         return None
     if call.dropout > 0.0 or call.q_len > TRITON_DECODE_MAX_QUERIES:

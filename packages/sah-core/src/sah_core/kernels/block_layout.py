@@ -50,6 +50,27 @@ def check_block_mask(block_mask: torch.Tensor, block_size: int, shapes: Attentio
         )
 
 
+def check_block_columns(columns: torch.Tensor, block_size: int, shapes: AttentionShapes) -> None:
+    """Validate the per-query-block key columns of a block layout:
+    bool ``[1 or B, 1 or Hkv or Hq, ceil(Q / block_size), K]``."""
+    if columns.dim() != 4 or columns.dtype != torch.bool:
+        raise ValueError(
+            f"columns has shape {tuple(columns.shape)} and dtype {columns.dtype}; must be a 4-D "
+            "bool tensor [batch, heads, q_blocks, kv_len]"
+        )
+    allowed_heads = sorted({1, shapes.num_kv_heads, shapes.num_q_heads})
+    expected = (num_blocks(shapes.q_len, block_size), shapes.kv_len)
+    if (
+        columns.shape[0] not in (1, shapes.batch)
+        or columns.shape[1] not in allowed_heads
+        or tuple(columns.shape[2:]) != expected
+    ):
+        raise ValueError(
+            f"columns shape is {tuple(columns.shape)}; allowed: [1 or {shapes.batch}, one of "
+            f"{allowed_heads}, {expected[0]}, {expected[1]}]"
+        )
+
+
 def block_mask_from_active_blocks(active_blocks: torch.Tensor, num_key_blocks: int) -> torch.Tensor:
     """Turn per-row lists of active key blocks ``[..., M]`` (padded with -1) into a bool mask.
 

@@ -37,9 +37,15 @@ from sah_core.kernels._validation import (
     check_qkv,
     check_sinks,
 )
-from sah_core.kernels.block_layout import causal_block_mask, check_block_mask, check_block_size
+from sah_core.kernels.block_layout import (
+    causal_block_mask,
+    check_block_columns,
+    check_block_mask,
+    check_block_size,
+)
 from sah_core.kernels.reference import (
     block_sparse_prefill_attention_reference,
+    per_query_head_layout,
     sparse_decode_attention_reference,
 )
 
@@ -136,6 +142,7 @@ def block_sparse_prefill_attention(
     sinks: torch.Tensor | None = None,
     *,
     backend: KernelBackend = "auto",
+    columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Attention restricted to the active tiles of a block mask (block-sparse prefill).
 
@@ -151,6 +158,8 @@ def block_sparse_prefill_attention(
         causal: mask keys after each query's position inside diagonal tiles.
         sinks: optional ``[Hq]`` attention-sink logits.
         backend: "auto", "triton" or "reference".
+        columns: optional bool ``[1 or B, 1 or Hkv or Hq, ceil(Q/block_size), K]``: single key
+            columns each query block attends besides its tiles (vertical lines).
 
     Returns:
         ``[B, Hq, Q, D]`` in the query dtype; a row with no visible key gives zeros.
@@ -158,13 +167,22 @@ def block_sparse_prefill_attention(
     chosen = select_backend(queries.device, backend)
     if chosen == "reference":
         return block_sparse_prefill_attention_reference(
-            queries, keys, values, block_mask, scaling, block_size, causal, sinks
+            queries, keys, values, block_mask, scaling, block_size, causal, sinks, columns=columns
         )
     shapes = check_qkv(queries, keys, values, scaling)
     check_block_size(block_size)
     check_block_mask(block_mask, block_size, shapes)
     check_sinks(sinks, shapes)
-    if causal:
+    if columns is not None:
+        check_block_columns(columns, block_size, shapes)
+        # one layout per query head: tiles and columns share [B, Hq]; causally empty tiles and
+        # columns inside active tiles are dropped
+        block_mask, columns = per_query_head_layout(block_mask, columns, block_size, shapes, causal)
+        block_mask, columns = (
+            block_mask.contiguous(),
+            columns.contiguous() if columns is not None else None,
+        )
+    elif causal:
         # Tiles entirely above the diagonal hold nothing visible: drop them before the launch.
         block_mask = block_mask & causal_block_mask(
             shapes.q_len, shapes.kv_len, block_size, block_mask.device
@@ -172,7 +190,7 @@ def block_sparse_prefill_attention(
     from sah_core.kernels.triton_block_sparse_prefill import block_sparse_prefill_attention_triton
 
     return block_sparse_prefill_attention_triton(
-        queries, keys, values, block_mask, scaling, block_size, causal, sinks
+        queries, keys, values, block_mask, scaling, block_size, causal, sinks, columns
     )
 
 

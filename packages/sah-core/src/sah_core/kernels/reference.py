@@ -1,8 +1,9 @@
 """Torch reference implementations: the semantics every attention kernel here must match.
 
 ``sparse_decode_attention_reference`` maps the kernel's conventions onto the research path's
-torch index-form attention (one torch reference per operation); the block-sparse reference is
-written plainly. Conventions shared with the Triton kernels:
+torch index-form attention (one torch reference per operation); the block-sparse reference
+works per group of query blocks over the gathered active keys. Conventions shared with the
+Triton kernels:
 
 * importance weighting: a selected key with keep-probability ``p`` has its exp-score
   multiplied by ``1 / p``, i.e. ``-log p`` is added to its logit; an entry is selected when its
@@ -20,38 +21,19 @@ from __future__ import annotations
 import torch
 
 from sah_core.kernels._validation import (
+    AttentionShapes,
     check_index_mask,
     check_indices_in_range,
     check_qkv,
     check_sinks,
 )
-from sah_core.kernels.block_layout import check_block_mask, check_block_size
-
-
-def _softmax_weighted_sum(
-    logits: torch.Tensor, values: torch.Tensor, sinks: torch.Tensor | None
-) -> torch.Tensor:
-    """``softmax(logits) @ values`` in fp32 with optional sinks; all-masked rows give zeros.
-
-    ``logits`` is ``[B, Hq, Q, N]`` (``-inf`` where not attended), ``values`` is
-    ``[B, Hq, Q, N, D]`` or ``[B, Hq, N, D]``.
-    """
-    if logits.shape[-1] == 0:  # nothing to attend (empty index lists): zeros
-        return logits.new_zeros((*logits.shape[:-1], values.shape[-1]))
-    row_max = logits.amax(dim=-1, keepdim=True)
-    if sinks is not None:
-        sink_logits = sinks.float().view(1, -1, 1, 1)
-        row_max = torch.maximum(row_max, sink_logits)
-    # A row with nothing attended has max -inf; shift by 0 so exp gives 0, not NaN.
-    row_max = torch.where(torch.isinf(row_max), torch.zeros_like(row_max), row_max)
-    exp_scores = torch.exp(logits - row_max)
-    denominator = exp_scores.sum(dim=-1, keepdim=True)
-    if sinks is not None:
-        denominator = denominator + torch.exp(sink_logits - row_max)
-    probabilities = exp_scores / torch.where(denominator > 0, denominator, 1.0)
-    if values.dim() == 5:
-        return torch.einsum("bhqn,bhqnd->bhqd", probabilities, values.float())
-    return torch.einsum("bhqn,bhnd->bhqd", probabilities, values.float())
+from sah_core.kernels.block_layout import (
+    active_block_lists,
+    causal_block_mask,
+    check_block_columns,
+    check_block_mask,
+    check_block_size,
+)
 
 
 def sparse_decode_attention_reference(
@@ -107,8 +89,12 @@ def block_sparse_prefill_attention_reference(
     block_size: int = 64,
     causal: bool = True,
     sinks: torch.Tensor | None = None,
+    *,
+    columns: torch.Tensor | None = None,
+    attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Attention restricted to the active ``block_size`` x ``block_size`` tiles of a block mask.
+    """Attention restricted to the active ``block_size`` x ``block_size`` tiles of a block mask,
+    plus optional per-query-block key columns.
 
     Args:
         queries: ``[B, Hq, Q, D]``; with ``causal`` they are the last ``Q`` of the ``K``
@@ -120,30 +106,122 @@ def block_sparse_prefill_attention_reference(
         block_size: tile edge in tokens.
         causal: also mask keys after each query's position (inside diagonal tiles).
         sinks: optional ``[Hq]`` attention-sink logits.
+        columns: optional bool ``[1 or B, 1 or Hkv or Hq, ceil(Q / block_size), K]``: single
+            key columns every row of a query block attends besides its tiles (the vertical
+            lines of MInference's vertical-slash layout); the union with the tiles counts once.
+        attention_mask: optional additive ``[1 or B, 1 or Hq, Q, K]`` bias (``-inf`` or the
+            dtype minimum = forbidden), added to the attended logits.
 
     Returns:
-        ``[B, Hq, Q, D]`` in the query dtype.
+        ``[B, Hq, Q, D]`` in the query dtype. Works one group of query blocks at a time over the
+        gathered active keys only: no ``[B, Hq, Q, K]`` tensor is built.
     """
     shapes = check_qkv(queries, keys, values, scaling)
     check_block_size(block_size)
     check_block_mask(block_mask, block_size, shapes)
     check_sinks(sinks, shapes)
-    group, q_len, kv_len = shapes.group_size, shapes.q_len, shapes.kv_len
+    if columns is not None:
+        check_block_columns(columns, block_size, shapes)
+    tiles, cols = per_query_head_layout(block_mask, columns, block_size, shapes, causal)
+    tile_lists, tile_counts = active_block_lists(tiles)
+    if cols is not None:
+        col_lists, col_counts = active_block_lists(cols)
+    b, hq, q_len, d = (int(x) for x in queries.shape)
+    kv_len, dv = shapes.kv_len, int(values.shape[-1])
+    num_q_blocks = tiles.shape[2]
+    out = queries.new_zeros((b, hq, q_len, dv))
+    if out.numel() == 0:
+        return out
+    head_map = torch.arange(hq, device=queries.device) // shapes.group_size
+    keys_q = keys[:, head_map].float()  # [B, Hq, K, D]
+    values_q = values[:, head_map].float()
+    pad_rows = num_q_blocks * block_size - q_len
+    padded = torch.nn.functional.pad(queries.float(), (0, 0, 0, pad_rows))
+    padded = padded.view(b, hq, num_q_blocks, block_size, d)
+    bias = None
+    if attention_mask is not None:
+        bias = torch.nn.functional.pad(attention_mask.float(), (0, 0, 0, pad_rows))
+        bias = bias.view(bias.shape[0], bias.shape[1], num_q_blocks, block_size, kv_len)
+    in_block = torch.arange(block_size, device=queries.device)
+    sink_logits = None if sinks is None else sinks.float().view(1, hq, 1, 1, 1)
+    # Query blocks per step: keep one [B, Hq, n, bs, L] fp32 working tensor near 4M entries.
+    widest = int(tile_counts.max()) * block_size + (
+        int(col_counts.max()) if cols is not None else 0
+    )
+    step = max(1, (1 << 22) // max(1, b * hq * block_size * max(widest, 1)))
+    for first in range(0, num_q_blocks, step):
+        last = min(num_q_blocks, first + step)
+        n_active = int(tile_counts[..., first:last].max())
+        tile_idx = tile_lists[..., first:last, :n_active].long()
+        key_idx = tile_idx.unsqueeze(-1) * block_size + in_block
+        key_idx = key_idx.masked_fill((tile_idx < 0).unsqueeze(-1), -1).flatten(-2)
+        if cols is not None:
+            n_cols = int(col_counts[..., first:last].max())
+            key_idx = torch.cat([key_idx, col_lists[..., first:last, :n_cols].long()], dim=-1)
+        valid = (key_idx >= 0) & (key_idx < kv_len)
+        if key_idx.shape[-1] == 0 or not bool(valid.any()):
+            continue
+        safe = torch.where(valid, key_idx, 0)
+        n, width = last - first, key_idx.shape[-1]
+        flat = safe.reshape(b, hq, n * width, 1)
+        k_sel = keys_q.gather(2, flat.expand(-1, -1, -1, d)).view(b, hq, n, width, d)
+        v_sel = values_q.gather(2, flat.expand(-1, -1, -1, dv)).view(b, hq, n, width, dv)
+        logits = torch.matmul(padded[:, :, first:last], k_sel.transpose(-1, -2)) * scaling
+        forbidden = ~valid.unsqueeze(-2)  # [B, Hq, n, 1, L]
+        if causal:
+            rows = torch.arange(first * block_size, last * block_size, device=queries.device)
+            position = (rows + (kv_len - q_len)).view(1, 1, n, block_size, 1)
+            forbidden = forbidden | (key_idx.unsqueeze(-2) > position)
+        if bias is not None:
+            part = bias[:, :, first:last].expand(b, hq, n, block_size, kv_len)
+            picked = part.gather(-1, safe.unsqueeze(-2).expand(b, hq, n, block_size, width))
+            forbidden = forbidden | (picked <= torch.finfo(torch.float32).min / 2)
+            logits = logits + picked
+        logits = logits.masked_fill(forbidden, float("-inf"))
+        row_max = logits.amax(-1, keepdim=True)
+        if sink_logits is not None:
+            row_max = torch.maximum(row_max, sink_logits)
+        row_max = torch.where(torch.isinf(row_max), 0.0, row_max)
+        weights = torch.exp(logits - row_max)
+        denominator = weights.sum(-1, keepdim=True)
+        if sink_logits is not None:
+            denominator = denominator + torch.exp(sink_logits - row_max)
+        weights = weights / torch.where(denominator > 0, denominator, 1.0)
+        block_out = torch.matmul(weights, v_sel).flatten(2, 3)  # [B, Hq, n * bs, Dv]
+        rows_here = min(q_len, last * block_size) - first * block_size
+        out[:, :, first * block_size : first * block_size + rows_here] = block_out[
+            :, :, :rows_here
+        ].to(out.dtype)
+    return out
 
-    mask_heads = block_mask.shape[1]
-    head_of_mask = torch.arange(shapes.num_q_heads, device=block_mask.device)
-    head_of_mask = head_of_mask * mask_heads // shapes.num_q_heads
-    tiles = block_mask[:, head_of_mask].expand(shapes.batch, -1, -1, -1)
-    query_block = torch.arange(q_len, device=queries.device) // block_size
-    key_block = torch.arange(kv_len, device=queries.device) // block_size
-    allowed = tiles[:, :, query_block][:, :, :, key_block]
+
+def per_query_head_layout(
+    block_mask: torch.Tensor,
+    columns: torch.Tensor | None,
+    block_size: int,
+    shapes: AttentionShapes,
+    causal: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Tiles ``[B, Hq, nQb, nKb]`` and columns ``[B, Hq, nQb, K]`` (or None) per query head:
+    broadcast over batch and heads, causally empty tiles dropped, columns that lie in an
+    active tile or after the block's last query position removed (so each key counts once)."""
+    head = torch.arange(shapes.num_q_heads, device=block_mask.device)
+    tiles = block_mask[:, head * block_mask.shape[1] // shapes.num_q_heads]
+    tiles = tiles.expand(shapes.batch, -1, -1, -1)
     if causal:
-        query_position = torch.arange(q_len, device=queries.device) + (kv_len - q_len)
-        key_position = torch.arange(kv_len, device=queries.device)
-        allowed = allowed & (key_position[None, :] <= query_position[:, None])
-
-    keys_per_query_head = keys.repeat_interleave(group, dim=1).float()
-    values_per_query_head = values.repeat_interleave(group, dim=1)
-    logits = torch.einsum("bhqd,bhkd->bhqk", queries.float(), keys_per_query_head) * scaling
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    return _softmax_weighted_sum(logits, values_per_query_head, sinks).to(queries.dtype)
+        tiles = tiles & causal_block_mask(shapes.q_len, shapes.kv_len, block_size, tiles.device)
+    if columns is None:
+        return tiles, None
+    cols = columns[:, head * columns.shape[1] // shapes.num_q_heads]
+    cols = cols.expand(shapes.batch, -1, -1, -1)
+    covered = tiles.repeat_interleave(block_size, dim=-1)[..., : shapes.kv_len]
+    cols = cols & ~covered
+    if causal:
+        num_q_blocks = tiles.shape[2]
+        last_row = torch.clamp(
+            (torch.arange(num_q_blocks, device=cols.device) + 1) * block_size - 1,
+            max=shapes.q_len - 1,
+        )
+        last_position = (shapes.kv_len - shapes.q_len + last_row).view(1, 1, -1, 1)
+        cols = cols & (torch.arange(shapes.kv_len, device=cols.device) <= last_position)
+    return tiles, cols

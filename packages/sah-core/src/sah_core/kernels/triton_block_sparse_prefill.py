@@ -32,6 +32,8 @@ def _block_sparse_prefill_kernel(
     V,
     LISTS,
     COUNTS,
+    COLS,
+    COL_COUNTS,
     SINKS,
     OUT,
     stride_qb,
@@ -49,12 +51,14 @@ def _block_sparse_prefill_kernel(
     mask_heads,
     num_q_blocks,
     max_active,
+    max_cols,
     q_len,
     kv_len,
     head_dim,
     scale_log2,
     CAUSAL: tl.constexpr,
     HAS_SINKS: tl.constexpr,
+    HAS_COLS: tl.constexpr,
     NATIVE_DOT: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -133,6 +137,46 @@ def _block_sparse_prefill_kernel(
         acc = acc * rescale[:, None] + update
         running_max = new_max
 
+    if HAS_COLS:
+        # Single key columns of this query block (vertical lines), BLOCK gathered keys at a time.
+        col_count = tl.load(COL_COUNTS + list_row)
+        for start in range(0, col_count, BLOCK):
+            offsets = start + tl.arange(0, BLOCK)
+            cols = tl.load(
+                COLS + list_row.to(tl.int64) * max_cols + offsets,
+                mask=offsets < col_count,
+                other=-1,
+            )
+            col_ok = (cols >= 0) & (cols < kv_len)
+            kv_mask = col_ok[:, None] & dim_in_range[None, :]
+            k = tl.load(
+                k_base + cols[:, None] * stride_kn + dim_offsets[None, :], mask=kv_mask, other=0.0
+            )
+            if not NATIVE_DOT:
+                k = k.to(tl.float32)
+            if NATIVE_DOT:
+                scores = tl.dot(q, tl.trans(k))
+            else:
+                scores = tl.dot(q, tl.trans(k), input_precision=DOT_PRECISION)
+            visible = col_ok[None, :] & row_in_range[:, None]
+            if CAUSAL:
+                visible = visible & (cols[None, :] <= query_position[:, None])
+            logits = tl.where(visible, scores * scale_log2, float("-inf"))
+            new_max = tl.maximum(running_max, tl.max(logits, axis=1))
+            shift = tl.where(new_max == float("-inf"), 0.0, new_max)
+            rescale = tl.exp2(running_max - shift)
+            probs = tl.exp2(logits - shift[:, None])
+            running_sum = running_sum * rescale + tl.sum(probs, axis=1)
+            v = tl.load(
+                v_base + cols[:, None] * stride_vn + dim_offsets[None, :], mask=kv_mask, other=0.0
+            )
+            if NATIVE_DOT:
+                update = tl.dot(probs.to(v.dtype), v)
+            else:
+                update = tl.dot(probs, v.to(tl.float32), input_precision=DOT_PRECISION)
+            acc = acc * rescale[:, None] + update
+            running_max = new_max
+
     out = acc / tl.where(running_sum > 0.0, running_sum, 1.0)[:, None]
     tl.store(
         OUT
@@ -165,10 +209,13 @@ def block_sparse_prefill_attention_triton(
     block_size: int = 64,
     causal: bool = True,
     sinks: torch.Tensor | None = None,
+    columns: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Triton version of the block-sparse prefill reference; inputs are assumed validated.
 
-    ``block_size`` must be a power of two >= 16 (it is the kernel's tile edge).
+    ``block_size`` must be a power of two >= 16 (it is the kernel's tile edge). ``columns``
+    (bool ``[Bm, Hm, nQb, K]``, optional) adds single key columns per query block; they must not
+    lie in an active tile of their block (the dispatcher removes those).
     """
     if block_size < 16 or block_size & (block_size - 1):
         raise ValueError(
@@ -179,8 +226,18 @@ def block_sparse_prefill_attention_triton(
     queries, keys, values = (
         t if t.stride(-1) == 1 else t.contiguous() for t in (queries, keys, values)
     )
+    if columns is not None and tuple(columns.shape[:2]) != tuple(block_mask.shape[:2]):
+        raise ValueError(
+            f"columns batch/heads {tuple(columns.shape[:2])} must equal the block mask's "
+            f"{tuple(block_mask.shape[:2])} (the dispatcher lays both out per query head)"
+        )
     lists, counts = active_block_lists(block_mask)
     mask_batch, mask_heads, num_q_blocks, max_active = lists.shape
+    if columns is not None:
+        col_lists, col_counts = active_block_lists(columns)
+        max_cols = col_lists.shape[-1]
+    else:
+        col_lists, col_counts, max_cols = counts, counts, 1
     out = torch.empty(
         (batch, num_q_heads, q_len, head_dim), dtype=queries.dtype, device=queries.device
     )
@@ -194,6 +251,8 @@ def block_sparse_prefill_attention_triton(
         values,
         lists,
         counts,
+        col_lists,
+        col_counts,
         sinks.contiguous() if sinks is not None else counts,
         out,
         queries.stride(0),
@@ -211,12 +270,14 @@ def block_sparse_prefill_attention_triton(
         mask_heads,
         num_q_blocks,
         max_active,
+        max_cols,
         q_len,
         kv_len,
         head_dim,
         scaling * LOG2_E,
         CAUSAL=causal,
         HAS_SINKS=sinks is not None,
+        HAS_COLS=columns is not None,
         NATIVE_DOT=native_dot,
         DOT_PRECISION="ieee" if queries.dtype == torch.float32 else "tf32",
         BLOCK=block_size,

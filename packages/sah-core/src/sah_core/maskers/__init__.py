@@ -18,6 +18,7 @@ from sah_core.maskers.base import (
     check_size,
     resolve_size,
 )
+from sah_core.maskers.block_sparse_topk import BlockSparseTopKMasker, BlockSparseTopKMaskerConfig
 from sah_core.maskers.causal import CausalMasker, CausalMaskerConfig
 from sah_core.maskers.double_sparsity import (
     DoubleSparsityTopKMasker,
@@ -40,11 +41,15 @@ from sah_core.maskers.registry import (
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
 from sah_core.maskers.sink import SinkMasker, SinkMaskerConfig
 from sah_core.maskers.socket_topk import SocketMasker, SocketMaskerConfig
+from sah_core.maskers.tidal_decode import TidalDecodeMasker, TidalDecodeMaskerConfig
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, expand_page_scores
+from sah_core.maskers.vertical_slash import VerticalSlashMasker, VerticalSlashMaskerConfig
 
 __all__ = [
     "AdaptiveSamplingMasker",
     "AdaptiveSamplingMaskerConfig",
+    "BlockSparseTopKMasker",
+    "BlockSparseTopKMaskerConfig",
     "CausalMasker",
     "CausalMaskerConfig",
     "DoubleSparsityTopKMasker",
@@ -74,8 +79,12 @@ __all__ = [
     "SinkMaskerConfig",
     "SocketMasker",
     "SocketMaskerConfig",
+    "TidalDecodeMasker",
+    "TidalDecodeMaskerConfig",
     "TopKMasker",
     "TopKMaskerConfig",
+    "VerticalSlashMasker",
+    "VerticalSlashMaskerConfig",
     "available_maskers",
     "check_choice",
     "check_float",
