@@ -52,7 +52,7 @@ def test_records_match_independent_computation(helpers, tmp_path) -> None:
     assert rec["layer_idx"] == 3 and rec["cell"] == "a" and rec["shape"] == [b, hq, nq, nk]
 
     mask = research.compute_mask(q, k, v, am, SCALE, {}, 3).get_dense_mask()
-    assert rec["density"] == pytest.approx(float((mask > 0).float().mean()))
+    assert rec["density_qk"] == pytest.approx(float((mask > 0).float().mean()))
     dense = helpers.naive_attention(q, k, v, None, SCALE, am)
     err = float(torch.linalg.vector_norm(out.transpose(1, 2).double() - dense))
     assert rec["output_error"] == pytest.approx(

@@ -8,8 +8,11 @@ each recorded call appends one JSON line::
      "backend": "reference/gather",
      "density": 0.06, "output_error": 0.012, "attention_mass_recall": 0.97, ...extra}
 
-* ``density`` -- share of the ``[B, Hq, Q, K]`` entries attended (a stack without maskers
-  runs with a full mask: 1.0; an empty final mask attends nothing: 0.0);
+* ``density`` -- share of the (query, key) pairs the attention mask allows that are attended:
+  a causal prefill counts only its causal half, padding keys are not counted (a stack without
+  maskers runs with a full mask: 1.0; an empty final mask attends nothing: 0.0); without an
+  attention mask, of all ``[B, Hq, Q, K]`` entries. ``density_qk`` is the share of all
+  ``[B, Hq, Q, K]`` entries (the value ``density`` had before 0.3);
 * ``backend`` -- the attention backend that ran (``"reference/gather"``, ``"triton"``, ...);
 * ``output_error`` -- ``||o - o_dense|| / ||o_dense||`` against dense attention on the same
   inputs (same attention mask and sink logits);
@@ -35,7 +38,7 @@ from typing import IO, Any, Self
 
 import torch
 
-from sah_core.attention.common import grouped_scores, plan_chunk_rows
+from sah_core.attention.common import grouped_scores, masked_keys, plan_chunk_rows
 from sah_core.attention.dense import dense_attention
 from sah_core.attention.softmax import softmax_with_sink
 from sah_core.mask import Mask
@@ -189,7 +192,8 @@ class MicroMetricLogger:
             "time": time.time(),
         }
         if "density" in self.metrics:
-            record["density"] = mask.get_density()
+            record["density"] = allowed_pair_density(mask, attention_mask, query_chunk_size)
+            record["density_qk"] = mask.get_density()
         if "output_error" in self.metrics:
             record["output_error"] = relative_output_error(
                 output, queries, keys, values, scaling, attention_mask, s_aux, query_chunk_size
@@ -200,6 +204,41 @@ class MicroMetricLogger:
             )
         self.log(record)
         return record
+
+
+def allowed_pair_density(
+    mask: Mask, attention_mask: torch.Tensor | None, query_chunk_size: int | None = None
+) -> float:
+    """Share of the (query, key) pairs the attention mask allows (the causal part of a
+    prefill, minus padding) that ``mask`` attends; without an attention mask, of all
+    ``B*Hq*Q*K`` entries. A full mask gives 1.0, an empty one 0.0."""
+    if attention_mask is None:
+        return mask.get_density()
+    kind = mask.representation
+    if kind == "empty" or mask.numel() == 0:
+        return 0.0
+    b, hq, q, k = mask.shape
+    allowed = ~masked_keys(attention_mask[..., :k])  # [B|1, 1|Hq, Q, K]
+    total = int(allowed.sum()) * (b // allowed.shape[0]) * (hq // allowed.shape[1])
+    if total == 0:
+        return 0.0
+    if kind == "full":
+        return 1.0
+    if kind == "index":
+        indices, weights = mask.index_view()
+        hit = indices >= 0
+        if weights is not None:
+            hit &= weights > 0
+        full_rows = allowed.expand(b, hq, q, k)
+        hit &= full_rows.gather(-1, indices.clamp(min=0))
+        return int(hit.sum()) / total
+    attended = 0
+    chunk = plan_chunk_rows(query_chunk_size, b * hq * k)
+    for start in range(0, q, chunk):
+        end = min(q, start + chunk)
+        part = mask.query_slice(start, end).get_dense_mask() > 0
+        attended += int((part & allowed[:, :, start:end]).sum())
+    return attended / total
 
 
 def relative_output_error(
