@@ -133,10 +133,19 @@ def block_sparse_prefill_attention_reference(
     if out.numel() == 0:
         return out
     head_map = torch.arange(hq, device=queries.device) // shapes.group_size
-    keys_q = keys[:, head_map].float()  # [B, Hq, K, D]
-    values_q = values[:, head_map].float()
+    num_k_blocks = tiles.shape[3]
+    pad_keys = num_k_blocks * block_size - kv_len
+    # per query head views (no copy for MHA), keys also as [.., nKb, bs, D] tiles
+    keys_q = keys.float()[:, head_map]
+    values_q = values.float()[:, head_map]
+    key_tiles = torch.nn.functional.pad(keys_q, (0, 0, 0, pad_keys))
+    value_tiles = torch.nn.functional.pad(values_q, (0, 0, 0, pad_keys))
+    key_tiles = key_tiles.view(b, hq, num_k_blocks, block_size, d)
+    value_tiles = value_tiles.view(b, hq, num_k_blocks, block_size, dv)
+    batch_index = torch.arange(b, device=queries.device).view(b, 1, 1, 1)
+    head_index = torch.arange(hq, device=queries.device).view(1, hq, 1, 1)
     pad_rows = num_q_blocks * block_size - q_len
-    padded = torch.nn.functional.pad(queries.float(), (0, 0, 0, pad_rows))
+    padded = torch.nn.functional.pad(queries.float() * scaling, (0, 0, 0, pad_rows))
     padded = padded.view(b, hq, num_q_blocks, block_size, d)
     bias = None
     if attention_mask is not None:
@@ -151,22 +160,28 @@ def block_sparse_prefill_attention_reference(
     step = max(1, (1 << 22) // max(1, b * hq * block_size * max(widest, 1)))
     for first in range(0, num_q_blocks, step):
         last = min(num_q_blocks, first + step)
+        n = last - first
         n_active = int(tile_counts[..., first:last].max())
-        tile_idx = tile_lists[..., first:last, :n_active].long()
-        key_idx = tile_idx.unsqueeze(-1) * block_size + in_block
+        tile_idx = tile_lists[..., first:last, :n_active].long()  # [B, Hq, n, A]
+        safe_tiles = tile_idx.clamp(min=0)
+        # whole tiles are copied by advanced indexing (contiguous bs x D rows each)
+        k_sel = key_tiles[batch_index, head_index, safe_tiles].flatten(3, 4)
+        v_sel = value_tiles[batch_index, head_index, safe_tiles].flatten(3, 4)
+        key_idx = safe_tiles.unsqueeze(-1) * block_size + in_block
         key_idx = key_idx.masked_fill((tile_idx < 0).unsqueeze(-1), -1).flatten(-2)
         if cols is not None:
             n_cols = int(col_counts[..., first:last].max())
-            key_idx = torch.cat([key_idx, col_lists[..., first:last, :n_cols].long()], dim=-1)
+            col_idx = col_lists[..., first:last, :n_cols].long()
+            safe_cols = col_idx.clamp(min=0)
+            k_sel = torch.cat([k_sel, keys_q[batch_index, head_index, safe_cols]], dim=-2)
+            v_sel = torch.cat([v_sel, values_q[batch_index, head_index, safe_cols]], dim=-2)
+            key_idx = torch.cat([key_idx, col_idx], dim=-1)
         valid = (key_idx >= 0) & (key_idx < kv_len)
         if key_idx.shape[-1] == 0 or not bool(valid.any()):
             continue
         safe = torch.where(valid, key_idx, 0)
-        n, width = last - first, key_idx.shape[-1]
-        flat = safe.reshape(b, hq, n * width, 1)
-        k_sel = keys_q.gather(2, flat.expand(-1, -1, -1, d)).view(b, hq, n, width, d)
-        v_sel = values_q.gather(2, flat.expand(-1, -1, -1, dv)).view(b, hq, n, width, dv)
-        logits = torch.matmul(padded[:, :, first:last], k_sel.transpose(-1, -2)) * scaling
+        width = key_idx.shape[-1]
+        logits = torch.matmul(padded[:, :, first:last], k_sel.transpose(-1, -2))
         forbidden = ~valid.unsqueeze(-2)  # [B, Hq, n, 1, L]
         if causal:
             rows = torch.arange(first * block_size, last * block_size, device=queries.device)
@@ -176,17 +191,17 @@ def block_sparse_prefill_attention_reference(
             part = bias[:, :, first:last].expand(b, hq, n, block_size, kv_len)
             picked = part.gather(-1, safe.unsqueeze(-2).expand(b, hq, n, block_size, width))
             forbidden = forbidden | (picked <= torch.finfo(torch.float32).min / 2)
-            logits = logits + picked
-        logits = logits.masked_fill(forbidden, float("-inf"))
+            logits.add_(picked)
+        logits.masked_fill_(forbidden, float("-inf"))
         row_max = logits.amax(-1, keepdim=True)
         if sink_logits is not None:
             row_max = torch.maximum(row_max, sink_logits)
         row_max = torch.where(torch.isinf(row_max), 0.0, row_max)
-        weights = torch.exp(logits - row_max)
+        weights = logits.sub_(row_max).exp_()
         denominator = weights.sum(-1, keepdim=True)
         if sink_logits is not None:
             denominator = denominator + torch.exp(sink_logits - row_max)
-        weights = weights / torch.where(denominator > 0, denominator, 1.0)
+        weights.div_(torch.where(denominator > 0, denominator, 1.0))
         block_out = torch.matmul(weights, v_sel).flatten(2, 3)  # [B, Hq, n * bs, Dv]
         rows_here = min(q_len, last * block_size) - first * block_size
         out[:, :, first * block_size : first * block_size + rows_here] = block_out[
