@@ -16,8 +16,10 @@ from typing import Annotated
 
 import typer
 
+from sah_bench.chat import chat_command
 from sah_bench.executor.cell import CellResult
 from sah_bench.executor.factory import DEFAULT_ADAPTER_FACTORY
+from sah_bench.lm_eval_command import lm_eval_command
 
 app = typer.Typer(
     name="sparse-attention-benchmark",
@@ -322,6 +324,10 @@ def report(
         typer.echo(f"unreadable cell (left out): {folder}: {reason}", err=True)
     if scan.unreadable:
         raise typer.Exit(code=CELL_FAILURE_EXIT_CODE)
+
+
+app.command("lm-eval")(lm_eval_command)
+app.command("chat")(chat_command)
 
 
 if __name__ == "__main__":
