@@ -36,14 +36,19 @@ class _LayerMark:
     keys: torch.Tensor | None = None  # sliding layers only: their context window
     values: torch.Tensor | None = None
     counters: dict[str, Any] = field(default_factory=dict)
+    length: int = 0  # tokens the layer holds after the context (fewer after an eviction)
+    extras: dict[str, Any] = field(default_factory=dict)  # a per-head layout's bookkeeping
 
 
 class ContextCheckpoint:
     """The state of a ``DynamicCache`` right after the context prefill (batch 1).
 
     Use :meth:`mark` once after the prefill and :meth:`restore` after every question batch.
-    Only transformers' ``DynamicLayer`` / ``DynamicSlidingWindowLayer`` are supported;
-    :meth:`supports` says whether a cache can be marked (others are deep-copied instead).
+    Only transformers' ``DynamicLayer`` / ``DynamicSlidingWindowLayer`` (and the adapter's
+    per-head eviction layout) are supported; :meth:`supports` says whether a cache can be
+    marked (others are deep-copied instead). After an eviction the layers hold fewer tokens
+    than the context (``evicted=True``: each layer's own length is kept); ``hold=True`` keeps
+    the layers' tensors themselves (for decode-time evictions, which rewrite the context part).
     """
 
     def __init__(self, context_length: int, marks: list[_LayerMark]) -> None:
@@ -54,15 +59,23 @@ class ContextCheckpoint:
     def supports(cache: Any) -> bool:
         from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
+        from sah_adapters.evicted_cache import PerHeadKVLayer
+
         layers = getattr(cache, "layers", None)
         if not layers:
             return False
-        return all(type(layer) in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers)
+        known = (DynamicLayer, DynamicSlidingWindowLayer, PerHeadKVLayer)
+        return all(type(layer) in known for layer in layers)
 
     @classmethod
-    def mark(cls, cache: Any, context_length: int) -> ContextCheckpoint:
-        """Remember ``cache`` as the context state; it must hold exactly the context."""
+    def mark(
+        cls, cache: Any, context_length: int, *, evicted: bool = False, hold: bool = False
+    ) -> ContextCheckpoint:
+        """Remember ``cache`` as the context state; it must hold exactly the context (or,
+        with ``evicted``, what an eviction left of it)."""
         from transformers.cache_utils import DynamicSlidingWindowLayer
+
+        from sah_adapters.evicted_cache import PerHeadKVLayer
 
         if not cls.supports(cache):
             raise ValueError(f"cannot checkpoint {type(cache).__name__} with these layer types")
@@ -71,14 +84,24 @@ class ContextCheckpoint:
             initialized = bool(getattr(layer, "is_initialized", False))
             sliding = isinstance(layer, DynamicSlidingWindowLayer)
             mark = _LayerMark(sliding=sliding, initialized=initialized)
-            if sliding and initialized:
+            if initialized:
+                mark.length = int(layer.keys.shape[-2])
+            if isinstance(layer, PerHeadKVLayer):
+                mark.extras = {
+                    "evicted_slots": layer.evicted_slots,
+                    "slot_counts": layer.slot_counts,
+                    "slot_positions": layer.slot_positions,
+                }
+            if initialized and hold and not sliding:
+                mark.keys, mark.values = layer.keys, layer.values
+            elif sliding and initialized:
                 # The window is a view into the prefill's full tensor: a compact copy lets
                 # that tensor go, and the layer and the mark then share the copy.
                 layer.keys = layer.keys.clone()
                 layer.values = layer.values.clone()
                 mark.keys, mark.values = layer.keys, layer.values
                 mark.counters = {name: getattr(layer, name) for name in _SLIDING_COUNTERS}
-            elif initialized and layer.keys.shape[-2] != context_length:
+            elif initialized and not evicted and layer.keys.shape[-2] != context_length:
                 raise ValueError(
                     f"a full-attention cache layer holds {layer.keys.shape[-2]} tokens, "
                     f"expected the context's {context_length}"
@@ -90,7 +113,11 @@ class ContextCheckpoint:
         """Put ``cache`` back to the marked context state (drops batch rows > 0 too)."""
         if len(cache.layers) != len(self._marks):
             raise ValueError("restore() got a cache with a different number of layers")
-        for layer, mark in zip(cache.layers, self._marks, strict=True):
+        for index, mark in enumerate(self._marks):
+            layer = cache.layers[index]
+            if mark.extras:
+                for name, value in mark.extras.items():
+                    setattr(layer, name, value)
             if not mark.initialized:
                 if getattr(layer, "is_initialized", False):
                     layer.keys = layer.keys[:1, :, :0, :]
@@ -99,14 +126,14 @@ class ContextCheckpoint:
                         if hasattr(layer, name):
                             setattr(layer, name, 0)
                 continue
-            if mark.sliding:
+            if mark.sliding or mark.keys is not None:
                 layer.keys, layer.values = mark.keys, mark.values
                 for name, value in mark.counters.items():
                     setattr(layer, name, value)
             else:
                 # A view of the current tensor: no copy; the next append makes a new tensor.
-                layer.keys = layer.keys[:1, :, : self.context_length, :]
-                layer.values = layer.values[:1, :, : self.context_length, :]
+                layer.keys = layer.keys[:1, :, : mark.length, :]
+                layer.values = layer.values[:1, :, : mark.length, :]
 
 
 @dataclass

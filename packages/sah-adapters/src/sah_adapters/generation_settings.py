@@ -20,7 +20,13 @@ GENERATION_KEYS = (
     "stop",
     "eos_token_id",
 )
-REQUEST_KEYS = ("batch_size", "max_context_length", "truncation", "use_chat_template")
+REQUEST_KEYS = (
+    "batch_size",
+    "max_context_length",
+    "truncation",
+    "use_chat_template",
+    "sparse_prefill",
+)
 
 
 def _reject_unknown(kind: str, given: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -124,6 +130,7 @@ class RequestSettings:
     max_context_length: int | None = None
     truncation: str = "middle"
     use_chat_template: bool | None = None  # None = use it when the tokenizer has one
+    sparse_prefill: bool = False  # True: the stack also acts in the "prefill" phase
 
     @classmethod
     def from_kwargs(cls, kwargs: dict[str, Any] | None) -> RequestSettings:
@@ -142,4 +149,7 @@ class RequestSettings:
         use_template = kw.get("use_chat_template")
         if use_template is not None and not isinstance(use_template, bool):
             raise ValueError(f"{kind}['use_chat_template']={use_template!r} must be a bool")
-        return cls(batch_size, max_len, truncation, use_template)
+        sparse_prefill = kw.get("sparse_prefill", False)
+        if not isinstance(sparse_prefill, bool):
+            raise ValueError(f"{kind}['sparse_prefill']={sparse_prefill!r} must be a bool")
+        return cls(batch_size, max_len, truncation, use_template, sparse_prefill=sparse_prefill)

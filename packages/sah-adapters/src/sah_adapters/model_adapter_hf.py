@@ -30,6 +30,7 @@ from sah_adapters.attention_registration import (
 )
 from sah_adapters.context_kv import ContextCacheStore, ContextCheckpoint
 from sah_adapters.decoding import TokenDecoder, finish_text
+from sah_adapters.evicted_cache import EvictionRun, kv_bytes
 from sah_adapters.generation_settings import GenerationSettings, RequestSettings
 from sah_adapters.model_loading import load_model, load_tokenizer
 from sah_adapters.placement import Placement
@@ -93,12 +94,14 @@ def _make_mask_function(adapter_ref: weakref.ref[ModelAdapterHF]) -> Callable[..
     The adapter sets ``_mask_free_step`` only around a one-token step of an unpadded batch
     whose sliding windows (if any) still cover every key: then the eager mask allows every key
     and None says the same without building it, or ResearchAttention inspecting it per layer.
+    ``_causal_prefill`` marks a dense context prefill routed here for an eviction: None lets
+    the dense attention run causal without a ``[Q, K]`` mask.
     """
     from transformers.masking_utils import eager_mask
 
     def sah_research_mask(*args: Any, **kwargs: Any) -> Any:
         adapter = adapter_ref()
-        if adapter is not None and adapter._mask_free_step:
+        if adapter is not None and (adapter._mask_free_step or adapter._causal_prefill):
             return None
         return eager_mask(*args, **kwargs)
 
@@ -136,6 +139,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
     sparse_attention_config: Any | None
     last_request_stats: RequestStats | None
     _research_attention: Any | None
+    _eviction: Any | None
     _sparse_meta_data: dict[Any, Any]
 
     def __init__(
@@ -221,14 +225,15 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
     def set_sparse_attention_config(self, sparse_attention_config: Any | None) -> None:
         """Swap the masker stack (None = dense); the model and any shared context stay."""
         self._require_open()
-        previous = (self.sparse_attention_config, self._research_attention)
+        previous = (self.sparse_attention_config, self._research_attention, self._eviction)
         self.sparse_attention_config = sparse_attention_config
         self._research_attention = self._build_research_attention(sparse_attention_config)
+        self._eviction = self._build_eviction(sparse_attention_config)
         self._sparse_meta_data = {}
         try:
             self._check_attention_dispatch()  # e.g. soft-capping is refused only when sparse
         except BaseException:
-            self.sparse_attention_config, self._research_attention = previous
+            self.sparse_attention_config, self._research_attention, self._eviction = previous
             raise
 
     # ------------------------------------------------------------------ set-up and tear-down
@@ -246,6 +251,11 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         self.sparse_attention_config = sparse_attention_config
         self.last_request_stats = None
         self._research_attention = self._build_research_attention(sparse_attention_config)
+        self._eviction = self._build_eviction(sparse_attention_config)
+        self._eviction_run: EvictionRun | None = None
+        self._phase: str | None = None  # "prefill" | "question" | "decode" inside a request
+        self._request_phases: tuple[str, ...] = ()
+        self._causal_prefill = False
         self._dense_implementation = attention_implementation(model)
         if self._dense_implementation.startswith(NAME_PREFIX):
             raise ValueError(
@@ -284,7 +294,31 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                 "sparse_attention_config must be a sah_core.ResearchAttentionConfig or None, "
                 f"got {type(config).__name__}: {config!r:.100}"
             )
+        from sah_core.eviction import eviction_configs
+
+        evictions, selection = eviction_configs(list(config.masker_configs))
+        if evictions and not selection:
+            return None  # eviction only: attention over the survivors is dense
+        if evictions:
+            config = ResearchAttentionConfig(masker_configs=selection, phases=config.phases)
         return ResearchAttention.create_from_config(config)
+
+    @staticmethod
+    def _build_eviction(config: Any | None) -> Any | None:
+        """The stack's eviction masker (``sah_core.eviction``), or None; at most one."""
+        if config is None:
+            return None
+        from sah_core.eviction import eviction_configs
+        from sah_core.maskers import ResearchMasker
+
+        evictions, _ = eviction_configs(config.masker_configs)
+        if len(evictions) > 1:
+            names = [type(c).__name__ for c in evictions]
+            raise ValueError(
+                f"ResearchAttentionConfig.masker_configs holds {len(evictions)} evictions "
+                f"({', '.join(names)}), which is not allowed: at most one eviction per stack"
+            )
+        return ResearchMasker.create_from_config(evictions[0]) if evictions else None
 
     def _expected_attention_layers(self) -> set[int]:
         text_config = self.model.config.get_text_config(decoder=True)
@@ -408,22 +442,60 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                     f"layer {layer_idx} uses attention logit soft-capping "
                     f"(softcap={kwargs['softcap']}), which sparse attention does not support"
                 )
-        if self._research_attention is None or self._probe_layers is not None:
+        if self._probe_layers is not None:
             return reference_attention(
                 module, query, key, value, attention_mask, scaling, dropout, **kwargs
             )
-        # ResearchAttention reads the layer from ``module.layer_idx`` itself.
-        return self._research_attention.custom_attention(  # type: ignore[no-any-return]
-            module,
-            query,
-            key,
-            value,
-            attention_mask,
-            scaling,
-            dropout,
-            self._sparse_meta_data,
-            **kwargs,
-        )
+        run, phase = self._eviction_run, self._phase
+        if run is not None and phase != "prefill" and layer_idx is not None:
+            attention_mask = run.layer_mask(layer_idx, query, key, attention_mask)
+        research = self._research_attention
+        if research is not None and (phase is None or phase in self._request_phases):
+            # ResearchAttention reads the layer from ``module.layer_idx`` itself.
+            out = research.custom_attention(
+                module,
+                query,
+                key,
+                value,
+                attention_mask,
+                scaling,
+                dropout,
+                self._sparse_meta_data,
+                **kwargs,
+            )
+        elif phase is None:
+            out = reference_attention(
+                module, query, key, value, attention_mask, scaling, dropout, **kwargs
+            )
+        else:  # a phase the stack leaves dense, routed here for the eviction
+            out = self._dense_attention(
+                module,
+                query,
+                key,
+                value,
+                attention_mask,
+                scaling=scaling,
+                dropout=dropout,
+                **kwargs,
+            )
+        if run is not None and layer_idx is not None:
+            step_scaling = float(scaling) if scaling is not None else query.shape[-1] ** -0.5
+            if phase == "prefill":
+                run.after_prefill_attention(layer_idx, query, key, value, step_scaling)
+            else:
+                run.after_step_attention(
+                    layer_idx, query, key, value, step_scaling, decoding=phase == "decode"
+                )
+        return out  # type: ignore[no-any-return]
+
+    def _dense_attention(self, *args: Any, **kwargs: Any) -> Any:
+        """The model's own attention function (same numerics as dense mode)."""
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        function = ALL_ATTENTION_FUNCTIONS.get(self._dense_implementation)
+        if function is None:  # "eager": not in the registry
+            return reference_attention(*args, **kwargs)
+        return function(*args, **kwargs)
 
     # ------------------------------------------------------------------ requests
     def process_request(
@@ -439,7 +511,9 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         ``eos_token_id`` (default: the model's). Greedy unless sampling is asked for.
         request_kwargs: ``batch_size`` (questions decoded together, default 1),
         ``max_context_length`` (tokens), ``truncation`` ("middle" | "left" | "right"),
-        ``use_chat_template`` (default: when the tokenizer has one).
+        ``use_chat_template`` (default: when the tokenizer has one), ``sparse_prefill``
+        (True: the stack also acts in the context prefill, as if ``"prefill"`` were in its
+        ``phases``).
         The context and question strings are concatenated as given (include separators).
         """
         self._require_open()
@@ -490,20 +564,72 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             for start in range(0, len(question_ids), batch_size)
         ]
         answers: list[str] = []
-        with torch.no_grad():
-            context_state = self._context_state(context_ids, stats)
-            for index, batch in enumerate(batches):
-                more_follow = index + 1 < len(batches)
-                cache = context_state.cache_for_batch(more_follow)
-                try:
-                    answers.extend(
-                        self._answer_batch(cache, context_state, batch, decoder, generator, stats)
-                    )
-                finally:
-                    context_state.after_batch(cache, more_follow)
+        self._request_phases = self._phases_for(options)
+        if self._eviction is not None and self._eviction.decode_every > 0 and batch_size > 1:
+            raise ValueError(
+                f"request_kwargs['batch_size']={batch_size} is not allowed with "
+                f"{type(self._eviction.config).__name__}(decode_every="
+                f"{self._eviction.decode_every}): decode-time eviction runs one question at a "
+                "time (batch_size=1), or set decode_every=0"
+            )
+        try:
+            with torch.no_grad():
+                self._answer_all(context_ids, batches, decoder, generator, stats, options, answers)
+        finally:
+            self._eviction_run = None
+            self._phase = None
+            self._request_phases = ()
         stats.total_seconds = time.perf_counter() - started
         self.last_request_stats = stats
         return RequestResponse.for_request(request, answers)
+
+    def _phases_for(self, options: RequestSettings) -> tuple[str, ...]:
+        """The phases the stack acts in for this request (config + ``sparse_prefill``)."""
+        phases = tuple(getattr(self.sparse_attention_config, "phases", ()) or ())
+        if options.sparse_prefill:
+            if self._research_attention is None:
+                raise ValueError(
+                    "request_kwargs['sparse_prefill']=True is not allowed without selection "
+                    "maskers: give the adapter a sparse_attention_config whose masker_configs "
+                    "hold at least one (non-eviction) masker"
+                )
+            phases = ("prefill", *phases) if "prefill" not in phases else phases
+        return phases
+
+    def _mode_for(self, phase: str) -> contextlib.AbstractContextManager[None]:
+        """Sparse mode when the stack acts in ``phase`` or an eviction needs the routing."""
+        research = self._research_attention is not None and phase in self._request_phases
+        run = self._eviction_run
+        routed = run is not None and (phase == "prefill" or run.needs_routing)
+        return self.enable_sparse_mode() if research or routed else self.enable_dense_mode()
+
+    def _answer_all(
+        self,
+        context_ids: list[int],
+        batches: list[list[list[int]]],
+        decoder: TokenDecoder,
+        generator: torch.Generator | None,
+        stats: RequestStats,
+        options: RequestSettings,
+        answers: list[str],
+    ) -> None:
+        context_state = self._context_state(context_ids, stats)
+        for index, batch in enumerate(batches):
+            more_follow = index + 1 < len(batches)
+            cache = context_state.cache_for_batch(more_follow)
+            try:
+                answers.extend(
+                    self._answer_batch(
+                        cache,
+                        context_state,
+                        batch,
+                        decoder,
+                        generator,
+                        stats,
+                    )
+                )
+            finally:
+                context_state.after_batch(cache, more_follow)
 
     def _model_device(self) -> torch.device:
         device: torch.device = next(self.model.parameters()).device
@@ -516,18 +642,24 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             inputs["logits_to_keep"] = 1  # only the last position's logits are ever needed
         return self.model(use_cache=True, **inputs)
 
-    def _prefill_is_dense(self) -> bool:
+    def _prefill_is_dense(self, phases: tuple[str, ...] | None = None) -> bool:
         """Whether the context prefill ignores the sparse config (so it can be shared).
 
-        A stack that acts in the prefill phase (``"prefill" in config.phases``) makes the
-        context KV depend on the config: it is then never taken from or put in a store.
+        A stack that acts in the prefill phase (``"prefill" in config.phases``, or the
+        request's ``sparse_prefill``) or holds an eviction makes the context KV depend on the
+        config: it is then never taken from or put in a store.
         """
-        phases = getattr(self.sparse_attention_config, "phases", ())
-        return self._research_attention is None or "prefill" not in tuple(phases or ())
+        if phases is None:
+            phases = tuple(getattr(self.sparse_attention_config, "phases", ()) or ())
+        if self._eviction is not None:
+            return False
+        return self._research_attention is None or "prefill" not in phases
 
     def _context_state(self, context_ids: list[int], stats: RequestStats) -> _ContextState:
         """The context's KV cache and last logits: from the store, or a fresh dense prefill."""
-        store = self._context_cache if self._prefill_is_dense() else None
+        store = (
+            self._context_cache if self._prefill_is_dense(self._request_phases or None) else None
+        )
         key = tuple(context_ids)
         if store is not None and context_ids:
             entry = store.lookup(self.model, key)
@@ -538,22 +670,61 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                 )
             store.clear()  # free the previous context before this prefill allocates
         t0 = time.perf_counter()
-        with self.enable_dense_mode():
-            cache, logits = self._prefill_context(context_ids)
+        run = None
+        if self._eviction is not None and context_ids:
+            run = EvictionRun(self._eviction, self._num_layers(), len(context_ids))
+            self._eviction_run = run
+        sparse_prefill = self._research_attention is not None and (
+            "prefill" in self._request_phases
+        )
+        self._phase = "prefill"
+        self._causal_prefill = run is not None and not sparse_prefill
+        try:
+            with self._mode_for("prefill"):
+                cache, logits = self._prefill_context(context_ids, run)
+        finally:
+            self._causal_prefill = False
+            self._phase = None
         stats.context_prefill_seconds = time.perf_counter() - t0
         checkpoint = None
+        if run is not None:
+            run.finish_prefill()
+            stats.context_kv_bytes_before_eviction = run.bytes_before
+            stats.context_kv_bytes = kv_bytes(cache)
+        elif context_ids:
+            stats.context_kv_bytes = kv_bytes(cache)
+            stats.context_kv_bytes_before_eviction = stats.context_kv_bytes
         if context_ids and ContextCheckpoint.supports(cache):
-            checkpoint = ContextCheckpoint.mark(cache, len(context_ids))
+            hold = run is not None and run.decode_every > 0
+            checkpoint = ContextCheckpoint.mark(
+                cache, len(context_ids), evicted=run is not None, hold=hold
+            )
         else:
             store = None
         if store is not None and checkpoint is not None:
             store.put(self.model, key, cache, logits, checkpoint)
         return _ContextState(self, len(context_ids), cache, logits, checkpoint, store)
 
-    def _prefill_context(self, context_ids: list[int]) -> tuple[Any, torch.Tensor | None]:
+    def _num_layers(self) -> int:
+        return int(self.model.config.get_text_config(decoder=True).num_hidden_layers)
+
+    def _prefill_context(
+        self, context_ids: list[int], run: EvictionRun | None = None
+    ) -> tuple[Any, torch.Tensor | None]:
         cache = new_dynamic_cache(self.model.config)
         if not context_ids:
             return cache, None
+        if run is not None:
+            sliding = [
+                i for i, layer in enumerate(cache.layers) if getattr(layer, "is_sliding", False)
+            ]
+            if sliding:
+                raise ValueError(
+                    f"{type(run.masker.config).__name__} is not allowed on "
+                    f"{type(self.model).__name__}: layers {sliding} use a sliding window, and "
+                    "evictions support full-attention layers only"
+                )
+            run.cache = cache
         device = self._model_device()
         ids = torch.tensor([context_ids], device=device)
         out = self._forward(
@@ -610,7 +781,12 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         if batch > 1:
             cache.batch_repeat_interleave(batch)
         self._sparse_meta_data = {}  # per-question sparse state: nothing leaks across batches
-        mode = self.enable_sparse_mode if self._research_attention else self.enable_dense_mode
+        run = self._eviction_run
+        # An eviction left layer 0 fewer context slots: the 2-D mask starts at its survivors.
+        dropped = 0
+        if run is not None:
+            run.start_batch(cache)
+            dropped = context_length - run.held.get(0, context_length)
 
         input_ids = torch.full((batch, longest), pad, dtype=torch.long)
         # The mask of the whole batch, allocated once; step t uses a prefix view of it.
@@ -627,9 +803,10 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         seen = context_length + longest
 
         def mask_upto(length: int) -> torch.Tensor | None:
-            return full_mask[:, :length] if padded else None
+            return full_mask[:, dropped:length] if padded else None
 
-        with mode():
+        self._phase = "question"
+        with self._mode_for("question"):
             t0 = time.perf_counter()
             if longest > 0:
                 out = self._forward(
@@ -652,6 +829,8 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             def step(tokens: torch.Tensor) -> torch.Tensor:
                 nonlocal seen, step_positions
                 seen += 1
+                if run is not None:
+                    run.decode_step += 1
                 # Every key visible (no pads, windows not yet full): the mask says nothing.
                 self._mask_free_step = not padded and seen <= self._shortest_window
                 try:
@@ -666,7 +845,9 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                 step_positions = step_positions + 1
                 return out.logits[:, -1, :]  # type: ignore[no-any-return]
 
-            generated = decoder.run(logits, step, generator)
+            self._phase = "decode"
+            with self._mode_for("decode"):
+                generated = decoder.run(logits, step, generator)
             stats.decode_seconds += time.perf_counter() - t1
         stats.generated_tokens.extend(len(g) for g in generated)
         stats.answer_token_ids.extend(list(g) for g in generated)

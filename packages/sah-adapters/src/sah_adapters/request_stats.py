@@ -16,6 +16,10 @@ class RequestStats:
     answer_token_ids: list[list[int]] = field(default_factory=list)
     # The context KV came from a shared ContextCacheStore (no prefill ran in this request).
     context_cache_hit: bool = False
+    # Bytes of the context's KV cache right after its prefill, before and after an eviction
+    # (equal without one; per-head layouts include their index). 0 for a shared-cache hit.
+    context_kv_bytes_before_eviction: int = 0
+    context_kv_bytes: int = 0
     context_prefill_seconds: float = 0.0  # dense prefill of the context (once per request)
     question_prefill_seconds: float = 0.0  # the question tokens of every batch, sparse mode
     decode_seconds: float = 0.0  # generated tokens after the first, sparse mode
@@ -36,6 +40,8 @@ class RequestStats:
             "question_tokens": list(self.question_tokens),
             "generated_tokens": list(self.generated_tokens),
             "context_cache_hit": self.context_cache_hit,
+            "context_kv_bytes_before_eviction": self.context_kv_bytes_before_eviction,
+            "context_kv_bytes": self.context_kv_bytes,
             "context_prefill_seconds": self.context_prefill_seconds,
             "question_prefill_seconds": self.question_prefill_seconds,
             "prefill_seconds": self.prefill_seconds,

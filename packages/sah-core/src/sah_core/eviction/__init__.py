@@ -23,6 +23,7 @@ from sah_core.eviction.pyramidkv import PyramidKV, PyramidKVConfig, pyramid_budg
 from sah_core.eviction.snapkv import SnapKV, SnapKVConfig
 from sah_core.eviction.streaming_llm import StreamingLLM, StreamingLLMConfig
 from sah_core.eviction.tova import TOVA, TOVAConfig
+from sah_core.maskers.base import MaskerConfig
 
 __all__ = [
     "H2O",
@@ -49,7 +50,9 @@ __all__ = [
 ]
 
 
-def eviction_configs(configs: list[object]) -> tuple[list[EvictionConfig], list[object]]:
+def eviction_configs(
+    configs: list[MaskerConfig],
+) -> tuple[list[EvictionConfig], list[MaskerConfig]]:
     """Split a masker list into (evictions, selection maskers), order kept."""
     evictions = [c for c in configs if isinstance(c, EvictionConfig)]
     others = [c for c in configs if not isinstance(c, EvictionConfig)]
