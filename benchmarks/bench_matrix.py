@@ -8,18 +8,28 @@ answer exactly the same requests; the script checks the predictions are identica
 the requests whose prefill came from the store. Target: sharing <= 0.5x the time.
 
 Usage: ``uv run python benchmarks/bench_matrix.py [--repeats 2] [--target-tokens 2048]
-[--requests 1] [--device cpu] [--json out.json]``. The model is loaded once before timing
-(both variants reuse it); each variant's time is the best of ``--repeats`` runs, alternated,
-so other load on the machine disturbs both alike.
+[--requests 1] [--device cpu] [--count-ops] [--json out.json]``. The model is loaded once
+before timing (both variants reuse it); each variant's time is the best of ``--repeats`` runs,
+alternated, so other load on the machine disturbs both alike.
+
+Besides the ratio it prints where the time goes (adapter-reported, summed over the matrix): the
+context prefill (once per context with sharing, once per config without), and per config the
+question prefill, the decode and the rest (adapter set-up, data, scoring, result files).
+``--count-ops`` adds one more run of each variant counting the aten operators dispatched,
+split the same way: a load-independent view of the work (the counter slows the run down, so
+those runs are not timed).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import tempfile
 import time
+from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +73,83 @@ def run_matrix(
     return seconds, pd.concat(frames, ignore_index=True)
 
 
+def breakdown(frame: pd.DataFrame, seconds: float) -> dict[str, Any]:
+    """Adapter-reported seconds of one run: context prefill, and per config question prefill
+    and decode (each column of the results is per question, so sums are per matrix)."""
+    extra = frame["extra"].map(json.loads)
+    context = extra.map(lambda e: float(e.get("context_prefill_seconds", 0.0)))
+    question = extra.map(lambda e: float(e.get("question_prefill_seconds", 0.0)))
+    per_config = {}
+    for name, rows in frame.assign(q=question, c=context).groupby("config", sort=False):
+        per_config[str(name)] = {
+            "question_prefill_seconds": float(rows["q"].sum()),
+            "decode_seconds": float(rows["decode_seconds"].sum()),
+        }
+    model = float(context.sum() + question.sum() + frame["decode_seconds"].sum())
+    return {
+        "context_prefill_seconds": float(context.sum()),
+        "question_prefill_seconds": float(question.sum()),
+        "decode_seconds": float(frame["decode_seconds"].sum()),
+        "other_seconds": max(seconds - model, 0.0),
+        "per_config": per_config,
+    }
+
+
+class _OpCounter:
+    """Counts the aten operators dispatched, under the label set by :meth:`label`."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.current = "other"
+
+    @contextlib.contextmanager
+    def label(self, name: str) -> Iterator[None]:
+        previous, self.current = self.current, name
+        try:
+            yield
+        finally:
+            self.current = previous
+
+
+@contextlib.contextmanager
+def counting_ops() -> Iterator[_OpCounter]:
+    """Count aten ops per phase: the context prefill, each config's answering, the rest.
+
+    Wraps (for this script only) ``CellRun.answer`` to label ops with the cell's config and
+    ``ModelAdapterHF._prefill_context`` to label the context prefill.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from sah_adapters import ModelAdapterHF
+    from sah_bench.executor.cell import CellRun
+
+    counter = _OpCounter()
+
+    class Mode(TorchDispatchMode):  # type: ignore[misc]
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+            counter.counts[counter.current] += 1
+            return func(*args, **(kwargs or {}))
+
+    answer, prefill = CellRun.answer, ModelAdapterHF._prefill_context
+
+    def labelled_answer(run: Any, group: Any) -> None:
+        with counter.label(run.spec.config_name):
+            answer(run, group)
+
+    def labelled_prefill(adapter: Any, *args: Any, **kwargs: Any) -> Any:
+        with counter.label("context prefill"):
+            return prefill(adapter, *args, **kwargs)
+
+    CellRun.answer = labelled_answer  # type: ignore[method-assign]
+    ModelAdapterHF._prefill_context = labelled_prefill  # type: ignore[method-assign]
+    try:
+        with Mode():
+            yield counter
+    finally:
+        CellRun.answer = answer  # type: ignore[method-assign]
+        ModelAdapterHF._prefill_context = prefill  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=2)
@@ -70,6 +157,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--count-ops", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -78,27 +166,23 @@ def main() -> None:
     build_hf_adapter(DEMO_MODEL, None, model_kwargs=kwargs, device=args.device).close()
     times: dict[str, list[float]] = {"separate": [], "shared": []}
     predictions: dict[str, list[str]] = {}
-    # Adapter-reported seconds summed over the matrix (best run): what sharing saves, apart
-    # from the noise of other load on the machine.
-    split: dict[str, dict[str, float]] = {}
+    # Adapter-reported seconds of each variant's best run: what sharing saves, apart from the
+    # noise of other load on the machine.
+    split: dict[str, dict[str, Any]] = {}
     hits = 0
+    common = {
+        "requests": args.requests,
+        "target_tokens": args.target_tokens,
+        "device": args.device,
+        "dtype": args.dtype,
+    }
     for _ in range(args.repeats):
         for name, share in (("separate", False), ("shared", True)):
             with tempfile.TemporaryDirectory(prefix=f"bench-matrix-{name}-") as tmp:
-                seconds, frame = run_matrix(
-                    Path(tmp),
-                    share=share,
-                    requests=args.requests,
-                    target_tokens=args.target_tokens,
-                    device=args.device,
-                    dtype=args.dtype,
-                )
+                seconds, frame = run_matrix(Path(tmp), share=share, **common)
             times[name].append(seconds)
             if seconds <= min(times[name]):
-                split[name] = {
-                    "prefill_seconds": float(frame["prefill_seconds"].sum()),
-                    "decode_seconds": float(frame["decode_seconds"].sum()),
-                }
+                split[name] = breakdown(frame, seconds)
             frame = frame.sort_values(["config", "subset", "request_id"])
             predictions[name] = frame["prediction"].tolist()
             if share:
@@ -107,23 +191,54 @@ def main() -> None:
                     .map(lambda e: json.loads(e).get("context_cache_hit") is True)
                     .sum()
                 )
+    ops: dict[str, dict[str, int]] = {}
+    if args.count_ops:
+        for name, share in (("separate", False), ("shared", True)):
+            folder = tempfile.TemporaryDirectory(prefix=f"bench-matrix-ops-{name}-")
+            with folder as tmp, counting_ops() as counter:
+                _, frame = run_matrix(Path(tmp), share=share, **common)
+            ops[name] = dict(counter.counts)
+            frame = frame.sort_values(["config", "subset", "request_id"])
+            if frame["prediction"].tolist() != predictions[name]:
+                raise SystemExit(f"{name}: predictions changed under the op counter")
     best = {name: min(values) for name, values in times.items()}
     ratio = best["shared"] / best["separate"]
     same = predictions["separate"] == predictions["shared"]
     questions = len(predictions["shared"])
+    configs = list(split["shared"]["per_config"])
     print(f"machine: {platform.processor() or platform.machine()}, device {args.device}")
     print(
-        f"matrix: {DEMO_MODEL}, 5 configs x {args.requests} request(s) x "
+        f"matrix: {DEMO_MODEL}, {len(configs)} configs x {args.requests} request(s) x "
         f"{DEMO_QUESTIONS_PER_CONTEXT} questions, ~{args.target_tokens} context tokens"
     )
     print(f"separate prefills: {best['separate']:.2f} s (runs: {times['separate']})")
     print(f"shared prefill:    {best['shared']:.2f} s (runs: {times['shared']})")
     print(f"ratio shared/separate: {ratio:.3f}x (target <= 0.5x)")
     for name in ("separate", "shared"):
+        b = split[name]
         print(
-            f"  {name}: prefill (context + questions) {split[name]['prefill_seconds']:.2f} s, "
-            f"decode {split[name]['decode_seconds']:.2f} s (adapter-reported, summed)"
+            f"  {name}: context prefill {b['context_prefill_seconds']:.2f} s; per-config work "
+            f"{b['question_prefill_seconds'] + b['decode_seconds']:.2f} s (question prefill "
+            f"{b['question_prefill_seconds']:.2f} s + decode {b['decode_seconds']:.2f} s); "
+            f"other {b['other_seconds']:.2f} s"
         )
+    print("  per config (shared run): question prefill + decode seconds")
+    for config, c in split["shared"]["per_config"].items():
+        print(f"    {config:<20} {c['question_prefill_seconds']:7.2f} + {c['decode_seconds']:7.2f}")
+    if ops:
+        print("aten ops dispatched (load-independent):")
+        for name in ("separate", "shared"):
+            total = sum(ops[name].values())
+            context_ops, other_ops = ops[name].get("context prefill", 0), ops[name].get("other", 0)
+            print(
+                f"  {name}: {total:,} in all; context prefill {context_ops:,}; other {other_ops:,}"
+            )
+        op_ratio = sum(ops["shared"].values()) / sum(ops["separate"].values())
+        print(f"  op ratio shared/separate: {op_ratio:.3f}x")
+        for config in configs:
+            print(
+                f"    {config:<20} {ops['shared'].get(config, 0):>10,} ops answering (shared run)"
+            )
     print(f"questions answered from a shared prefill: {hits} of {questions}")
     print(f"predictions identical: {same}")
     if args.json is not None:
@@ -133,6 +248,7 @@ def main() -> None:
                     "times": times,
                     "best": best,
                     "adapter_seconds": split,
+                    "aten_ops": ops,
                     "ratio": ratio,
                     "shared_hits": hits,
                     "questions": questions,

@@ -378,3 +378,20 @@ def test_configs_of_one_model_run_request_major_and_share_one_store(
     log.unlink()
     make(tmp_path / "out2", RECORDING, share_context=False).run(["rec-shared"], configs, [bench])
     assert {e["store"] for e in read_log(str(log)) if e["event"] == "request"} == {id(None)}
+
+
+def test_records_say_where_the_prefill_time_went() -> None:
+    from types import SimpleNamespace
+
+    from sah_bench.executor.cell import _sharing_extras
+
+    stats = SimpleNamespace(
+        context_cache_hit=True, context_prefill_seconds=0.0, question_prefill_seconds=3.0
+    )
+    extras = _sharing_extras(SimpleNamespace(last_request_stats=stats), 6)  # type: ignore[arg-type]
+    assert extras == {
+        "context_cache_hit": True,
+        "context_prefill_seconds": 0.0,
+        "question_prefill_seconds": 0.5,  # per question, like the record's other timings
+    }
+    assert _sharing_extras(SimpleNamespace(), 2) == {}  # type: ignore[arg-type]

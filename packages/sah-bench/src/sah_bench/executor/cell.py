@@ -204,6 +204,22 @@ def _timings(adapter: ModelAdapter, wall: float, n_questions: int) -> dict[str, 
     return out
 
 
+def _sharing_extras(adapter: ModelAdapter, n_questions: int) -> dict[str, Any]:
+    """Whether the context prefill came from another config's run (``sah_adapters``' shared
+    store), and the context / question prefill split of the prefill time (per question), when
+    the adapter reports them."""
+    stats = getattr(adapter, "last_request_stats", None)
+    out: dict[str, Any] = {}
+    hit = getattr(stats, "context_cache_hit", None)
+    if isinstance(hit, bool):
+        out["context_cache_hit"] = hit
+    for key in ("context_prefill_seconds", "question_prefill_seconds"):
+        value = getattr(stats, key, None)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[key] = float(value) / n_questions
+    return out
+
+
 def record_failure(
     spec: CellSpec, out_dir: Path, exc: BaseException, stage: str, seconds: float = 0.0
 ) -> CellResult:
@@ -379,8 +395,7 @@ def _answer_group(
         )
     timings = _timings(adapter, wall, len(group.rows))
     # Whether the context prefill came from another config's run (sah_adapters' store).
-    hit = getattr(getattr(adapter, "last_request_stats", None), "context_cache_hit", None)
-    shared = {"context_cache_hit": hit} if isinstance(hit, bool) else {}
+    shared = _sharing_extras(adapter, len(group.rows))
     records = []
     for i, (row, prediction) in enumerate(zip(group.rows, predictions, strict=True)):
         extras = row_extras(row)
