@@ -18,7 +18,12 @@ from typing import Any
 
 import torch
 
-from sah_core.attention.common import attended_key_limit, masked_keys, plan_chunk_rows
+from sah_core.attention.common import (
+    attended_key_limit,
+    grouped_scores,
+    masked_keys,
+    plan_chunk_rows,
+)
 
 _FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
@@ -333,6 +338,37 @@ class CallPlan:
             self._shared["row_query_positions"] = self._shared["key_positions"].gather(-1, on_query)
         view: torch.Tensor = self._shared[name]
         return view
+
+    # ------------------------------------------------------------------ shared scores
+    def chunk_scores(self, chunk: QueryChunk) -> torch.Tensor:
+        """``scaling * q . k`` of the chunk's rows over the keys ``[:chunk.key_limit]``,
+        ``[B, Hq, Qc, K']`` in the query dtype (GQA grouped, no repeated K). Computed once
+        per call and shared: when the call is one query chunk (decode), the reference
+        attention reads the selected keys' logits from it instead of gathering their keys.
+        **Read-only** (copy before editing it in place)."""
+        entry = self._shared.get("scores")
+        limit = chunk.key_limit
+        if entry is not None and entry[0] == chunk.start and entry[1] == chunk.end:
+            cached: torch.Tensor = entry[2]
+            if cached.shape[-1] >= limit:
+                return cached[..., :limit]
+        scores = grouped_scores(chunk.queries, self.keys[:, :, :limit], self.scaling)
+        if chunk.start == 0 and chunk.end == self.q_len:
+            # only a whole-call chunk is kept: keeping every chunk of a long prefill would
+            # hold the [B, Hq, Q, K] scores the query chunking exists to avoid
+            self._shared["scores"] = (chunk.start, chunk.end, scores)
+        return scores
+
+    def cached_scores(self, start: int, end: int) -> torch.Tensor | None:
+        """Rows ``start:end`` of the scores :meth:`chunk_scores` kept for this call (width
+        ``K'`` <= K), or None when no masker computed them. Read-only."""
+        entry = self._shared.get("scores")
+        if entry is None or not (entry[0] <= start and end <= entry[1]):
+            return None
+        cached: torch.Tensor = entry[2]
+        if start == entry[0] and end == entry[1]:
+            return cached
+        return cached[:, :, start - entry[0] : end - entry[0]]
 
     def legacy_kwargs(self) -> dict[str, Any]:
         """The ``**kwargs`` the old keyword signature of ``add_mask`` received."""

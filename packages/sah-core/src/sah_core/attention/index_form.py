@@ -175,8 +175,14 @@ def index_attention_reference_named(
     s_aux: torch.Tensor | None = None,
     dropout: float = 0.0,
     query_chunk_size: int | None = None,
+    shared_scores: Callable[[int, int], torch.Tensor | None] | None = None,
 ) -> tuple[torch.Tensor, str]:
-    """:func:`index_attention_reference` plus the strategy that ran (for the metrics)."""
+    """:func:`index_attention_reference` plus the strategy that ran (for the metrics).
+
+    ``shared_scores(start, end)`` (e.g. :meth:`CallPlan.cached_scores`) may return the
+    logits ``scaling * q . k`` ``[B, Hq, end-start, K']`` a masker already computed for those
+    query rows; the gather path then reads the selected keys' logits from it instead of
+    gathering their keys (read-only; None = compute them)."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     width = indices.shape[-1]
@@ -192,23 +198,28 @@ def index_attention_reference_named(
     else:
         chunk = plan_chunk_rows(query_chunk_size, b * hq * k)
     step = _gather_chunk if use_gather else _dense_chunk
-    if chunk >= q:
-        out = step(queries, keys, values, indices, weights, scaling, attention_mask, s_aux, dropout)
-        return out, name
-    for start in range(0, q, chunk):
-        end = min(q, start + chunk)
-        mask_chunk = None if attention_mask is None else attention_mask[:, :, start:end]
-        out[:, :, start:end] = step(
-            queries[:, :, start:end],
+
+    def run(start: int, end: int) -> torch.Tensor:
+        whole = start == 0 and end == q
+        cached = shared_scores(start, end) if use_gather and shared_scores is not None else None
+        return step(
+            queries if whole else queries[:, :, start:end],
             keys,
             values,
-            indices[:, :, start:end],
-            None if weights is None else weights[:, :, start:end],
+            indices if whole else indices[:, :, start:end],
+            weights if weights is None or whole else weights[:, :, start:end],
             scaling,
-            mask_chunk,
+            attention_mask if attention_mask is None or whole else attention_mask[:, :, start:end],
             s_aux,
             dropout,
+            cached,
         )
+
+    if chunk >= q:
+        return run(0, q), name
+    for start in range(0, q, chunk):
+        end = min(q, start + chunk)
+        out[:, :, start:end] = run(start, end)
     return out, name
 
 
@@ -247,6 +258,7 @@ def _gather_chunk(
     attention_mask: torch.Tensor | None,
     s_aux: torch.Tensor | None,
     dropout: float,
+    cached: torch.Tensor | None = None,
 ) -> torch.Tensor:
     if indices.shape[-1] >= SORT_BEFORE_GATHER_MIN:
         # Row order is irrelevant to attention; ascending rows make the gathers read memory
@@ -254,9 +266,17 @@ def _gather_chunk(
         indices, order = indices.sort(dim=-1)
         if weights is not None:
             weights = weights.gather(-1, order)
-    selected_keys = gather_kv_rows(keys, indices)  # [B, Hq, Qc, L, D]
-    logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
-    logits = _add_importance_bias(logits.float().mul_(scaling), indices, weights)
+    if cached is not None and (
+        cached.shape[-1] == keys.shape[2]
+        or (indices.numel() > 0 and int(indices.max()) < cached.shape[-1])
+    ):
+        # the logits a masker computed for these rows (call.chunk_scores): no key gather
+        logits = cached.gather(-1, indices.clamp(min=0)).float()
+    else:
+        selected_keys = gather_kv_rows(keys, indices)  # [B, Hq, Qc, L, D]
+        logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
+        logits = logits.float().mul_(scaling)
+    logits = _add_importance_bias(logits, indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
         bias = attention_mask.expand(full_shape).gather(-1, indices.clamp(min=0))
@@ -286,6 +306,7 @@ def _dense_chunk(
     attention_mask: torch.Tensor | None,
     s_aux: torch.Tensor | None,
     dropout: float,
+    cached: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Dense matmuls, sparse softmax: logits of the selected keys are read from one grouped
     ``q @ k^T`` over the columns the chunk can use, the softmax runs on ``[.., L]`` only, and

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig
 
@@ -27,10 +26,12 @@ class OracleTopKConfig(TopKMaskerConfig):
 
 
 class OracleTopK(TopKMasker):
-    """Scores every key by its exact attention logit (one grouped matmul per chunk)."""
+    """Scores every key by its exact attention logit (one grouped matmul per chunk, shared
+    with the attention through ``call.chunk_scores``)."""
 
     config_type = OracleTopKConfig
     config: OracleTopKConfig
 
     def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
-        return grouped_scores(chunk.queries, call.keys[:, :, : chunk.key_limit], call.scaling)
+        # the call's shared scores: the attention reuses them for the selected keys
+        return call.chunk_scores(chunk)

@@ -245,7 +245,12 @@ class TopKMasker(ResearchMasker):
 
     def _run_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         if not self._old_scores:
-            return self.key_scores(call, chunk, state)
+            scores = self.key_scores(call, chunk, state)
+            shared = call.cached_scores(chunk.start, chunk.end)
+            if shared is not None and scores.data_ptr() == shared.data_ptr():
+                # the call's shared scores (call.chunk_scores): _select edits in place
+                return scores.float() if scores.dtype != torch.float32 else scores.clone()
+            return scores
         warn_old_hook(type(self), "key_scores")
         old: Callable[..., Any] = self.key_scores  # the old signature
         scores: torch.Tensor = old(
