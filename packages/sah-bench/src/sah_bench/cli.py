@@ -20,6 +20,7 @@ from sah_bench.chat import chat_command
 from sah_bench.executor.cell import CellResult
 from sah_bench.executor.factory import DEFAULT_ADAPTER_FACTORY
 from sah_bench.lm_eval_command import lm_eval_command
+from sah_bench.profile import profile_command
 
 app = typer.Typer(
     name="sparse-attention-benchmark",
@@ -326,6 +327,7 @@ def report(
         raise typer.Exit(code=CELL_FAILURE_EXIT_CODE)
 
 
+app.command("profile")(profile_command)
 app.command("lm-eval")(lm_eval_command)
 app.command("chat")(chat_command)
 
