@@ -46,8 +46,24 @@ def sync(
     session.run_install(*args, env=env)
 
 
+# One pytest worker per core (pytest-xdist); a file's tests stay on one worker, so its
+# module-scoped fixtures (tiny models, snapshots) are built once. Each worker gets one torch
+# thread: two workers with two threads each would oversubscribe a 2-core machine.
+XDIST = ("-n", "auto", "--dist", "loadfile")
+WORKER_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
 def pytest(session: nox.Session, path: str, *extra: str, env: dict[str, str] | None = None) -> None:
-    session.run("python", "-m", "pytest", path, *extra, *session.posargs, env=env or {})
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        path,
+        *XDIST,
+        *extra,
+        *session.posargs,
+        env={**WORKER_ENV, **(env or {})},
+    )
 
 
 @nox.session(python=PYTHON)
@@ -98,7 +114,7 @@ def tests_adapters(session: nox.Session, transformers: str) -> None:
 @nox.session(name="tests-bench", python=PYTHON)
 def tests_bench(session: nox.Session) -> None:
     # With the `ray` extra so the Ray backend is tested on a local Ray instance.
-    sync(session, "sah-bench", extras=("ray",))
+    sync(session, "sah-bench", extras=("ray", "lm-eval"))
     pytest(session, "tests/bench")
 
 
