@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from sah_bench.chat import chat_command
+from sah_bench.convert_hat import convert_hat_command
 from sah_bench.executor.cell import CellResult
 from sah_bench.executor.factory import DEFAULT_ADAPTER_FACTORY
 from sah_bench.lm_eval_command import lm_eval_command
@@ -328,6 +329,7 @@ def report(
 
 
 app.command("profile")(profile_command)
+app.command("convert-hat")(convert_hat_command)
 app.command("lm-eval")(lm_eval_command)
 app.command("chat")(chat_command)
 
