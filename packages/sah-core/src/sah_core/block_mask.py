@@ -126,13 +126,11 @@ class BlockSparseMask(Mask):
         q = self._shape[2]
         return torch.arange(q, device=self._device) + self._first
 
-    def _attended(self, rows: slice | None = None) -> torch.Tensor:
-        """Bool ``[B, Hq, Qr, K]`` of the attended entries (materialised: tests, fallbacks)."""
+    def _attended(self) -> torch.Tensor:
+        """Bool ``[B, Hq, Q, K]`` of the attended entries (materialised: tests, fallbacks)."""
         b, h, _q, k = self._shape
         blocks = self._row_blocks()
         positions = self._row_positions()
-        if rows is not None:
-            blocks, positions = blocks[rows], positions[rows]
         key_block = torch.arange(k, device=self._device) // self._block_size
         tiles = self._tiles[:, :, blocks]  # [Bm, Hm, Qr, nKb]
         attended = tiles[..., key_block]

@@ -38,7 +38,7 @@ from sah_core.maskers.base import (
     MaskerConfig,
     ResearchMasker,
     check_int,
-    check_selection_size,
+    check_size,
     resolve_size,
 )
 
@@ -65,8 +65,9 @@ class VerticalSlashMaskerConfig(MaskerConfig):
 
     def validate(self) -> None:
         super().validate()
-        check_selection_size(self, "vertical_size", self.vertical_size)
-        check_selection_size(self, "slash_size", self.slash_size)
+        # sizes below the official minimums (30 columns, 50 diagonals) are raised to them
+        check_size(self, "vertical_size", self.vertical_size)
+        check_size(self, "slash_size", self.slash_size)
         check_int(self, "last_q", self.last_q, 1, 4096)
         check_int(self, "block_size", self.block_size, 1, 4096)
 
@@ -111,8 +112,6 @@ class VerticalSlashMasker(ResearchMasker):
     def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
         _b, _hq, q, k = call.shape
         if previous.representation == "full" or q == 0 or k == 0:
-            return previous
-        if self.config.vertical_size == 0 and self.config.slash_size == 0:
             return previous
         require_last_positions(call, type(self).__name__)
         verticals, slashes = self.budgets(k)
