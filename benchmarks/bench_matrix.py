@@ -191,16 +191,6 @@ def main() -> None:
                     .map(lambda e: json.loads(e).get("context_cache_hit") is True)
                     .sum()
                 )
-    ops: dict[str, dict[str, int]] = {}
-    if args.count_ops:
-        for name, share in (("separate", False), ("shared", True)):
-            folder = tempfile.TemporaryDirectory(prefix=f"bench-matrix-ops-{name}-")
-            with folder as tmp, counting_ops() as counter:
-                _, frame = run_matrix(Path(tmp), share=share, **common)
-            ops[name] = dict(counter.counts)
-            frame = frame.sort_values(["config", "subset", "request_id"])
-            if frame["prediction"].tolist() != predictions[name]:
-                raise SystemExit(f"{name}: predictions changed under the op counter")
     best = {name: min(values) for name, values in times.items()}
     ratio = best["shared"] / best["separate"]
     same = predictions["separate"] == predictions["shared"]
@@ -225,6 +215,20 @@ def main() -> None:
     print("  per config (shared run): question prefill + decode seconds")
     for config, c in split["shared"]["per_config"].items():
         print(f"    {config:<20} {c['question_prefill_seconds']:7.2f} + {c['decode_seconds']:7.2f}")
+    print(f"questions answered from a shared prefill: {hits} of {questions}")
+    print(f"predictions identical: {same}", flush=True)
+    ops: dict[str, dict[str, int]] = {}
+    if args.count_ops:
+        for name, share in (("separate", False), ("shared", True)):
+            folder = tempfile.TemporaryDirectory(prefix=f"bench-matrix-ops-{name}-")
+            with folder as tmp, counting_ops() as counter:
+                _, frame = run_matrix(Path(tmp), share=share, **common)
+            ops[name] = dict(counter.counts)
+            # Under a dispatch mode torch may pick other kernels (SDPA's math path), so a
+            # greedy token can flip; the counts are what the run did either way.
+            frame = frame.sort_values(["config", "subset", "request_id"])
+            if frame["prediction"].tolist() != predictions[name]:
+                print(f"note: {name} predictions differ under the op counter (other kernels)")
     if ops:
         print("aten ops dispatched (load-independent):")
         for name in ("separate", "shared"):
@@ -239,8 +243,6 @@ def main() -> None:
             print(
                 f"    {config:<20} {ops['shared'].get(config, 0):>10,} ops answering (shared run)"
             )
-    print(f"questions answered from a shared prefill: {hits} of {questions}")
-    print(f"predictions identical: {same}")
     if args.json is not None:
         args.json.write_text(
             json.dumps(
