@@ -44,6 +44,7 @@ from sah_adapters.prompt_builder import (
 )
 from sah_adapters.reference_attention import reference_attention
 from sah_adapters.request_stats import RequestStats
+from sah_adapters.shared_models import SHARED_MODELS, load_key
 from sah_adapters.transformers_compat import (
     attention_implementation,
     cache_argument_name,
@@ -141,6 +142,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
     _research_attention: Any | None
     _eviction: Any | None
     _sparse_meta_data: dict[Any, Any]
+    _shared_key: str | None = None  # set when the weights come from SHARED_MODELS
 
     def __init__(
         self,
@@ -166,9 +168,24 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         self.placement = Placement.resolve(device, dtype, kwargs)
         self.device = self.placement.device
         self.safetensors_only = safetensors_only
-        model = self.create_model(model_name, kwargs)
-        tokenizer = self.create_tokenizer(model_name, dict(tokenizer_kwargs or {}))
-        self._initialize(model, tokenizer, sparse_attention_config, context_cache)
+        tokenizer_kw = dict(tokenizer_kwargs or {})
+        # adapters of the same load share one copy (reference-counted, released on close)
+        self._shared_key = load_key(
+            type(self).__qualname__, model_name, kwargs, tokenizer_kw, self.placement,
+            safetensors_only,
+        )  # fmt: skip
+        model, tokenizer = SHARED_MODELS.acquire(
+            self._shared_key,
+            lambda: (
+                self.create_model(model_name, kwargs),
+                self.create_tokenizer(model_name, tokenizer_kw),
+            ),
+        )
+        try:
+            self._initialize(model, tokenizer, sparse_attention_config, context_cache)
+        except BaseException:
+            self._release_shared()
+            raise
 
     @classmethod
     def from_model(
@@ -371,6 +388,12 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             self.model.set_attn_implementation(self._dense_implementation)
         self._unregister()
         self._closed = True
+        self._release_shared()
+
+    def _release_shared(self) -> None:
+        key, self._shared_key = self._shared_key, None
+        if key is not None:
+            SHARED_MODELS.release(key)
 
     def __enter__(self) -> ModelAdapterHF:
         return self

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from sah_adapters.builtin_models import BUILTIN_MODELS, converted_model_dir
-from sah_adapters.placement import Placement
+from sah_adapters.model_registry import lookup
+from sah_adapters.placement import DTYPE_NAMES, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,16 @@ def looks_like_local_path(name: str) -> bool:
 
 
 def resolve_model_source(model_name: str) -> str:
-    """The folder or hub id that ``from_pretrained`` should read for ``model_name``."""
+    """The folder or hub id that ``from_pretrained`` should read for ``model_name``: a local
+    folder, else a model registry entry (:mod:`sah_adapters.model_registry`), else a built-in
+    model, else a hub id."""
     if not isinstance(model_name, str) or not model_name:
         raise ValueError(f"model_name={model_name!r} must be a non-empty str")
+    entry = lookup(model_name)
+    if entry is not None:
+        if entry.builtin is not None:
+            return str(converted_model_dir(entry.builtin))
+        model_name = entry.source
     if model_name in BUILTIN_MODELS:
         return str(converted_model_dir(model_name))
     path = Path(model_name).expanduser()
@@ -162,8 +170,18 @@ def load_model(
     from transformers import AutoModelForCausalLM
 
     placement = placement or Placement.resolve()
+    entry = lookup(model_name)
+    model_class: Any = AutoModelForCausalLM
     kwargs = dict(model_kwargs)
+    if entry is not None:  # the entry's kwargs; the caller's win
+        kwargs = {**entry.model_kwargs, **kwargs}
+        model_class = entry.model_class_object()
+        quantization = entry.quantization_config()
+        if quantization is not None:
+            kwargs.setdefault("quantization_config", quantization)
     kwargs.update(placement.from_pretrained_kwargs())
+    if entry is not None and entry.dtype is not None and placement.dtype is None:
+        kwargs["dtype"] = entry.dtype if entry.dtype == "auto" else DTYPE_NAMES[entry.dtype]
     kwargs.setdefault("trust_remote_code", False)
     source = resolve_model_source(model_name)
     if kwargs["trust_remote_code"]:
@@ -176,7 +194,7 @@ def load_model(
     if safetensors_only:
         kwargs["use_safetensors"] = True
     try:
-        model: Any = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model: Any = model_class.from_pretrained(source, **kwargs)
     except OSError as error:
         if safetensors_only and "safetensors" in str(error).lower():
             raise UnsafeCheckpointError(
@@ -196,9 +214,17 @@ def load_model(
 def load_tokenizer(model_name: str, tokenizer_kwargs: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
+    entry = lookup(model_name)
     kwargs = dict(tokenizer_kwargs)
+    if entry is not None:
+        kwargs = {**entry.tokenizer_kwargs, **kwargs}
     kwargs.setdefault("trust_remote_code", False)
     source = resolve_model_source(model_name)
     if kwargs["trust_remote_code"]:
         warn_remote_code(source)
-    return AutoTokenizer.from_pretrained(source, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+    if entry is not None and entry.chat_template is not None:
+        tokenizer.chat_template = entry.chat_template
+    elif entry is not None and entry.use_chat_template is False:
+        tokenizer.chat_template = None  # plain-text prompts for this entry
+    return tokenizer
