@@ -35,8 +35,10 @@ official definitions, task by task:
   Where the official code would raise (fewer than two summaries: no admissible pair; a number
   outside 1..n) we score 0.
 
-Every subset number is × 100 and rounded to 4 decimals, as the scripts report; the per-row
-scorers return [0, 1].
+Every subset number is × 100 and rounded to 4 decimals, as the SCROLLS metric script reports
+(ZeroSCROLLS' own script lives in the hub dataset repo ``tau/zero_scrolls``, not in its GitHub
+repository; the definitions above are the ZeroSCROLLS paper's, checked against a public copy of
+its metric functions); the per-row scorers return [0, 1].
 """
 
 from __future__ import annotations
