@@ -234,18 +234,42 @@ def _add_importance_bias(
     return logits.add_(torch.where(w > 0, torch.log(w).neg_(), float("-inf")))
 
 
-def gather_kv_rows(tensor: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+_HEAD_ROWS: dict[tuple[int, int, int, str], torch.Tensor] = {}
+
+
+def kv_head_rows(b: int, hq: int, hkv: int, device: torch.device) -> torch.Tensor:
+    """``[B, Hq, 1, 1]`` int64: the flattened ``B*Hkv`` head each (batch row, query head)
+    reads (query head h reads KV head ``h // (Hq // Hkv)``); built once per shape."""
+    key = (b, hq, hkv, str(device))
+    heads = _HEAD_ROWS.get(key)
+    if heads is None:
+        head_of = torch.arange(hq, device=device) // (hq // hkv)
+        heads = (torch.arange(b, device=device).unsqueeze(1) * hkv + head_of).view(b, hq, 1, 1)
+        if len(_HEAD_ROWS) > 256:
+            _HEAD_ROWS.clear()
+        _HEAD_ROWS[key] = heads
+    return heads
+
+
+def kv_flat_rows(indices: torch.Tensor, hkv: int, key_len: int) -> torch.Tensor:
+    """Flat row numbers into a ``[B*Hkv*K, D]`` view of the cache for ``indices [B, Hq, Qc,
+    L]`` (-1 reads row 0 of its head), flattened to 1-D."""
+    b, hq = indices.shape[0], indices.shape[1]
+    heads = kv_head_rows(b, hq, hkv, indices.device)
+    return (indices.clamp(min=0) + heads * key_len).reshape(-1)
+
+
+def gather_kv_rows(
+    tensor: torch.Tensor, indices: torch.Tensor, flat_rows: torch.Tensor | None = None
+) -> torch.Tensor:
     """Rows of ``tensor [B, Hkv, K, D]`` picked by ``indices [B, Hq, Qc, L]`` (query head h
-    reads KV head ``h // (Hq // Hkv)``; -1 reads row 0) -> ``[B, Hq, Qc, L, D]``."""
+    reads KV head ``h // (Hq // Hkv)``; -1 reads row 0) -> ``[B, Hq, Qc, L, D]``.
+    ``flat_rows`` (:func:`kv_flat_rows` of the same indices) skips recomputing the rows."""
     b, hkv, k, d = tensor.shape
-    hq = indices.shape[1]
-    group = hq // hkv
-    head_of = torch.arange(hq, device=indices.device) // group
-    base = (torch.arange(b, device=indices.device).unsqueeze(1) * hkv + head_of) * k
-    rows = indices.clamp(min=0) + base.view(b, hq, 1, 1)
+    rows = kv_flat_rows(indices, hkv, k) if flat_rows is None else flat_rows
     flat = tensor.reshape(b * hkv * k, d)
     # embedding is torch's fastest row gather on CPU (faster than index_select/indexing)
-    return torch.nn.functional.embedding(rows.reshape(-1), flat).view(*indices.shape, d)
+    return torch.nn.functional.embedding(rows, flat).view(*indices.shape, d)
 
 
 def _gather_chunk(
@@ -272,8 +296,10 @@ def _gather_chunk(
     ):
         # the logits a masker computed for these rows (call.chunk_scores): no key gather
         logits = cached.gather(-1, indices.clamp(min=0)).float()
+        rows = None
     else:
-        selected_keys = gather_kv_rows(keys, indices)  # [B, Hq, Qc, L, D]
+        rows = kv_flat_rows(indices, keys.shape[1], keys.shape[2])
+        selected_keys = gather_kv_rows(keys, indices, rows)  # [B, Hq, Qc, L, D]
         logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
         logits = logits.float().mul_(scaling)
     logits = _add_importance_bias(logits, indices, weights)
@@ -282,7 +308,7 @@ def _gather_chunk(
         bias = attention_mask.expand(full_shape).gather(-1, indices.clamp(min=0))
         logits.add_(bias.float())
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
-    selected_values = gather_kv_rows(values, indices)
+    selected_values = gather_kv_rows(values, indices, rows)
     out = torch.matmul(probs.to(values.dtype).unsqueeze(-2), selected_values).squeeze(-2)
     return out.to(queries.dtype)
 
