@@ -32,6 +32,7 @@ the same keys).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import ClassVar
 
@@ -39,6 +40,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores, masked_keys
+from sah_core.attention.index_form import gather_kv_rows
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
@@ -179,6 +181,83 @@ class AdaptiveSamplingMasker(SamplingMasker):
         budget = torch.minimum(torch.maximum(torch.ceil(needed), count), size)
         return torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
 
+    def sample_indices(
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The procedure of :meth:`sample_chunk` (same draws from the global RNG, same
+        ``n``) in index form: the estimate reads the logits of the estimation sample and of
+        the previous mask's keys only (no ``[B, Hq, Qc, K]`` exp-scores, no dense previous
+        mask); the shift of the exp-scores is the largest of those logits, which cancels in
+        ``n``. A dense previous mask takes :meth:`sample_chunk`."""
+        if previous.representation not in ("empty", "index"):
+            return None
+        inside = self.row_range(call)
+        if inside is not None:
+            population = population & inside
+        size = population.sum(-1, keepdim=True).float()
+        base = draw_without_replacement(population, self.base_counts(size))
+        if previous.representation == "index":
+            prev_idx, prev_w = previous.index_view()
+        else:
+            prev_idx = base[..., :0]
+            prev_w = None
+        picked = torch.cat([prev_idx, base], dim=-1)
+        logits = self._logits_at(call, chunk, picked)
+        usable = picked >= 0
+        if chunk.attention_mask is not None and prev_idx.shape[-1] > 0:
+            full = (*prev_idx.shape[:3], chunk.attention_mask.shape[-1])
+            bias = chunk.attention_mask.expand(full).gather(-1, prev_idx.clamp(min=0))
+            usable[..., : prev_idx.shape[-1]] &= ~masked_keys(bias)
+        logits.masked_fill_(~usable, float("-inf"))
+        shift = logits.amax(-1, keepdim=True)
+        exp = torch.exp(logits - torch.where(torch.isfinite(shift), shift, 0.0))
+        split = prev_idx.shape[-1]
+        exp_prev, exp_base = exp[..., :split], exp[..., split:]
+        if prev_w is None:
+            static = exp_prev.sum(-1, keepdim=True)
+        else:
+            w = prev_w.float()
+            static = torch.where(w > 0, exp_prev / w.clamp_min(1e-30), 0.0).sum(-1, True)
+        in_base = usable[..., split:]
+        count = in_base.sum(-1, keepdim=True).float()
+        mean = exp_base.sum(-1, keepdim=True) / count.clamp_min(1.0)
+        sq_dev = torch.where(in_base, (exp_base - mean) ** 2, 0.0).sum(-1, keepdim=True)
+        std = torch.sqrt(sq_dev / (count - 1.0).clamp_min(1.0))
+        p = self._keep_probability(size, count, mean, std, static)
+        kept = draw_without_replacement(population, torch.round(p * size))
+        weights = torch.where(kept >= 0, p, 0.0)
+        return kept, weights
+
+    def _keep_probability(
+        self,
+        size: torch.Tensor,
+        count: torch.Tensor,
+        mean: torch.Tensor,
+        std: torch.Tensor,
+        static: torch.Tensor,
+    ) -> torch.Tensor:
+        """``p = n / N`` from the estimate (step 2 of the module doc)."""
+        denominator = static + size * mean
+        z = normal_quantile_two_sided(self.config.delta)
+        allowed_error = self.config.epsilon * denominator
+        needed = (z * size * std / allowed_error.clamp_min(1e-30)) ** 2
+        needed = torch.where(allowed_error > 0, needed, size)
+        budget = torch.minimum(torch.maximum(torch.ceil(needed), count), size)
+        return torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
+
+    @staticmethod
+    def _logits_at(call: CallPlan, chunk: QueryChunk, picked: torch.Tensor) -> torch.Tensor:
+        """fp32 ``scaling * q . k`` at ``picked [B, Hq, Qc, L]`` (-1 reads key 0): gathered
+        key rows when that reads fewer bytes than scoring every key, else from the call's
+        shared scores."""
+        if picked.shape[-1] * call.group_size < chunk.key_limit or chunk.key_limit == 0:
+            rows = gather_kv_rows(call.keys, picked)  # [B, Hq, Qc, L, D]
+            logits = torch.matmul(chunk.queries.unsqueeze(-2), rows.transpose(-1, -2))
+            return logits.squeeze(-2).float().mul_(call.scaling)
+        scores = call.chunk_scores(chunk)
+        safe = picked.clamp(min=0, max=scores.shape[-1] - 1)
+        return scores.gather(-1, safe).float()
+
     def sample_chunk(
         self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,6 +273,22 @@ class AdaptiveSamplingMasker(SamplingMasker):
         return keep, p.expand(population.shape)
 
 
+def draw_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """Index form of :func:`uniform_without_replacement` (the same draw from the global RNG):
+    per row the ``counts[...]`` population keys with the smallest random keys, ``[..., W]``
+    int64 (W = the largest count), -1 padded. ``counts`` must not exceed the population."""
+    keys = torch.rand(population.shape, device=population.device)
+    keys.masked_fill_(~population, 2.0)  # never drawn before a population key
+    width = int(counts.max()) if counts.numel() else 0
+    if width == 0:
+        return torch.empty((*population.shape[:-1], 0), dtype=torch.int64, device=keys.device)
+    # the keys are >= 0, so their int32 bit patterns sort like the floats (a faster top-k)
+    order = keys.view(torch.int32).topk(width, dim=-1, largest=False, sorted=True).indices
+    ranks = torch.arange(width, device=keys.device)
+    return order.masked_fill_(ranks >= counts.to(torch.int64), -1)
+
+
+@functools.lru_cache(maxsize=64)
 def normal_quantile_two_sided(delta: float) -> float:
     """``z = Phi^-1(1 - delta/2)``: ``P(|N(0,1)| > z) = delta``."""
     return math.sqrt(2.0) * float(torch.special.erfinv(torch.tensor(1.0 - delta)))

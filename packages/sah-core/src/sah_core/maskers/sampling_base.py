@@ -93,6 +93,14 @@ class SamplingMasker(ResearchMasker):
         keep = population & (draws < probs)
         return keep, probs
 
+    def sample_indices(
+        self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Optional fast path: the draw of one chunk directly in index form ``(indices,
+        weights)`` ``[B, Hq, Qc, L]`` (-1 / 0 padded, kept keys inside ``population`` only),
+        or None (default) to use :meth:`sample_chunk` and pack its bool result."""
+        return None
+
     def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
         shape = call.shape
         b, h, q, k = shape
@@ -111,8 +119,12 @@ class SamplingMasker(ResearchMasker):
             population = torch.isfinite(blocked) & in_range
             if chunk.attention_mask is not None:
                 population &= ~masked_keys(chunk.attention_mask)
-            keep, probs = self._run_sample(call, chunk, population, prev_chunk)
-            idx, w = pack_kept(keep & population, probs)
+            drawn = self.sample_indices(call, chunk, population, prev_chunk)
+            if drawn is None:
+                keep, probs = self._run_sample(call, chunk, population, prev_chunk)
+                idx, w = pack_kept(keep & population, probs)
+            else:
+                idx, w = drawn
             idx_parts.append(idx)
             w_parts.append(w.to(previous.dtype))
         if len(idx_parts) == 1:
