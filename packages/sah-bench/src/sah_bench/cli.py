@@ -42,6 +42,27 @@ def _fail(message: str) -> typer.Exit:
     return typer.Exit(code=BAD_INPUT_EXIT_CODE)
 
 
+@app.callback()
+def main(
+    models: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--models",
+            help="Model registry file (TOML/YAML) merged after the shipped one and SAH_MODELS "
+            "(repeatable; give it before the command).",
+        ),
+    ] = None,
+) -> None:
+    """Benchmark sparse-attention methods on long-context tasks."""
+    if models:
+        from sah_adapters.model_registry import add_model_files
+
+        try:
+            add_model_files(models)  # exported through SAH_MODELS to worker processes too
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+
+
 def _factory(flag: str | None) -> str:
     return flag or os.environ.get(FACTORY_ENV_VAR) or DEFAULT_ADAPTER_FACTORY
 
@@ -291,11 +312,17 @@ def list_command(
         for ep in sorted(entry_points(group=MASKERS_ENTRY_POINT_GROUP), key=lambda e: e.name):
             typer.echo(f"  {ep.name}: {ep.value}")
     if what in ("all", "models"):
-        from sah_adapters.builtin_models import BUILTIN_MODELS
+        from sah_adapters.model_registry import active_registry
 
-        typer.echo("built-in models:")
-        for name, spec in sorted(BUILTIN_MODELS.items()):
-            typer.echo(f"  {name}: {spec.description}")
+        try:
+            registry = active_registry()
+        except ValueError as exc:
+            raise _fail(str(exc)) from None
+        typer.echo("models (registry; built-in models load offline):")
+        for name in registry.names():
+            entry = registry.entries[name]
+            where = "built-in" if entry.builtin else entry.source
+            typer.echo(f"  {name}: {entry.description or entry.source} [{where}]")
 
 
 @app.command()
