@@ -504,10 +504,6 @@ def profile_command(
     dtype: Annotated[
         str | None, typer.Option(help="bfloat16, float16 or float32 (default float32).")
     ] = None,
-    models_file: Annotated[
-        list[Path] | None,
-        typer.Option("--models", help="Model registry file (TOML/YAML) to merge (repeatable)."),
-    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="Printed table: markdown or csv.")] = (
         "markdown"
     ),
@@ -552,9 +548,7 @@ def profile_command(
                     "which has no sparse-attention parts to profile; give a sparse config file"
                 )
             assert model is not None
-            result = _profile_model(
-                model, sparse, resolved, dtype, models_file, context_tokens, max_new_tokens
-            )
+            result = _profile_model(model, sparse, resolved, dtype, context_tokens, max_new_tokens)
         paths = result.write(out)
     except ValueError as exc:
         raise _fail(str(exc)) from None
@@ -570,7 +564,6 @@ def _profile_model(
     sparse: Any,
     device: str,
     dtype: str | None,
-    models_file: list[Path] | None,
     context_tokens: int,
     max_new_tokens: int,
 ) -> ProfileResult:
