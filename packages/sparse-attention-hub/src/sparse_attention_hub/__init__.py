@@ -47,6 +47,8 @@ _PROVIDED: dict[str, str] = {
     "SparseAttentionAdapterInterface": "sah_protocol",
     "AdaptiveSamplingMasker": "sah_core",
     "AdaptiveSamplingMaskerConfig": "sah_core",
+    "BlockSparseTopKMasker": "sah_core",
+    "BlockSparseTopKMaskerConfig": "sah_core",
     "CallPlan": "sah_core",
     "CausalMasker": "sah_core",
     "CausalMaskerConfig": "sah_core",
@@ -83,8 +85,12 @@ _PROVIDED: dict[str, str] = {
     "SinkMaskerConfig": "sah_core",
     "SocketMasker": "sah_core",
     "SocketMaskerConfig": "sah_core",
+    "TidalDecodeMasker": "sah_core",
+    "TidalDecodeMaskerConfig": "sah_core",
     "TopKMasker": "sah_core",
     "TopKMaskerConfig": "sah_core",
+    "VerticalSlashMasker": "sah_core",
+    "VerticalSlashMaskerConfig": "sah_core",
     "attention_backends": "sah_core",
     "available_maskers": "sah_core",
     "check_choice": "sah_core",
@@ -420,6 +426,12 @@ if TYPE_CHECKING:
         AdaptiveSamplingMaskerConfig as AdaptiveSamplingMaskerConfig,
     )
     from sah_core import (
+        BlockSparseTopKMasker as BlockSparseTopKMasker,
+    )
+    from sah_core import (
+        BlockSparseTopKMaskerConfig as BlockSparseTopKMaskerConfig,
+    )
+    from sah_core import (
         CallPlan as CallPlan,
     )
     from sah_core import (
@@ -528,10 +540,22 @@ if TYPE_CHECKING:
         SocketMaskerConfig as SocketMaskerConfig,
     )
     from sah_core import (
+        TidalDecodeMasker as TidalDecodeMasker,
+    )
+    from sah_core import (
+        TidalDecodeMaskerConfig as TidalDecodeMaskerConfig,
+    )
+    from sah_core import (
         TopKMasker as TopKMasker,
     )
     from sah_core import (
         TopKMaskerConfig as TopKMaskerConfig,
+    )
+    from sah_core import (
+        VerticalSlashMasker as VerticalSlashMasker,
+    )
+    from sah_core import (
+        VerticalSlashMaskerConfig as VerticalSlashMaskerConfig,
     )
     from sah_core import (
         attention_backends as attention_backends,
