@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,11 @@ def test_cache_dir_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     monkeypatch.setenv("SAH_CACHE", str(tmp_path))
     assert cache_dir() == tmp_path
     monkeypatch.delenv("SAH_CACHE")
-    assert cache_dir() == Path.home() / ".cache" / "sparse_attention_hub"
+    if sys.platform.startswith("linux"):  # the XDG base directory rules
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+        assert cache_dir() == tmp_path / "xdg" / "sparse_attention_hub"
+        monkeypatch.delenv("XDG_CACHE_HOME")
+        assert cache_dir() == Path.home() / ".cache" / "sparse_attention_hub"
 
 
 def test_builtin_names() -> None:

@@ -30,11 +30,15 @@ _CONVERSION_VERSION = "v1"
 
 
 def cache_dir() -> Path:
-    """Where converted models live: ``$SAH_CACHE`` or ``~/.cache/sparse_attention_hub``."""
+    """Where converted models live: ``$SAH_CACHE``, else the user cache folder of
+    ``platformdirs`` (Linux: ``$XDG_CACHE_HOME/sparse_attention_hub``, by default
+    ``~/.cache/sparse_attention_hub``; macOS: ``~/Library/Caches/sparse_attention_hub``)."""
     configured = os.environ.get(CACHE_ENV_VAR)
     if configured:
         return Path(configured).expanduser()
-    return Path.home() / ".cache" / "sparse_attention_hub"
+    import platformdirs
+
+    return platformdirs.user_cache_path("sparse_attention_hub", appauthor=False)
 
 
 def _package_dir(package: str, pip_name: str) -> Path:
