@@ -22,6 +22,7 @@ from sah_bench.executor.cell import CellResult
 from sah_bench.executor.factory import DEFAULT_ADAPTER_FACTORY
 from sah_bench.lm_eval_command import lm_eval_command
 from sah_bench.profile import profile_command
+from sah_bench.search.command import search_command
 
 app = typer.Typer(
     name="sparse-attention-benchmark",
@@ -165,6 +166,12 @@ def run_command(
         list[str] | None,
         typer.Option("--config", "-c", help="Sparse config JSON file, or 'dense' (repeatable)."),
     ] = None,
+    configs_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--configs-dir", help="Run every *.json sparse config of this folder (e.g. best/)."
+        ),
+    ] = None,
     benchmark: Annotated[
         list[str] | None,
         typer.Option("--benchmark", "-b", help="NAME or NAME:SUB1,SUB2 (repeatable)."),
@@ -230,6 +237,7 @@ def run_command(
     from sah_bench.run_config import (
         RunFile,
         apply_options,
+        configs_in_dir,
         load_run_file,
         parse_benchmarks,
         parse_configs,
@@ -243,7 +251,8 @@ def run_command(
         if run_file is not None:
             settings, base = load_run_file(run_file), run_file.parent
         models = list(model or settings.models or ["smollm2-135m"])
-        configs = parse_configs(config or settings.configs or ["dense"], base)
+        from_dir = [] if configs_dir is None else configs_in_dir(configs_dir)
+        configs = parse_configs([*(config or []), *from_dir] or settings.configs or ["dense"], base)
         specs = parse_benchmarks(list(benchmark or []) or settings.benchmarks or ["synthetic"])
         data_root = data_dir if data_dir is not None else settings.data_dir
         specs = apply_options(
@@ -346,6 +355,10 @@ def report(
         raise _fail(str(exc)) from None
     scan = scan_cells(results_dir)
     rows = leaderboard(scan.cells)
+    from sah_bench.pareto import plot_method_pareto
+
+    report_dir = out if out is not None else results_dir / "report"
+    paths["pareto_by_method"] = plot_method_pareto(rows, report_dir / "pareto_by_method.png")
     typer.echo(to_markdown(rows) if fmt == "markdown" else to_csv(rows), nl=False)
     for kind, path in paths.items():
         typer.echo(f"{kind}: {path}")
@@ -359,6 +372,7 @@ app.command("profile")(profile_command)
 app.command("convert-hat")(convert_hat_command)
 app.command("lm-eval")(lm_eval_command)
 app.command("chat")(chat_command)
+app.command("search")(search_command)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,17 @@ def load_sparse_config(spec: str | Path, base: Path | None = None) -> tuple[str,
     return path.stem, config
 
 
+def configs_in_dir(folder: str | Path) -> list[str]:
+    """The ``*.json`` sparse-config files of ``folder`` (sorted), e.g. a search's ``best/``."""
+    path = Path(folder)
+    if not path.is_dir():
+        raise ValueError(f"--configs-dir {str(path)!r} is not a folder")
+    files = sorted(str(p) for p in path.glob("*.json") if p.is_file())
+    if not files:
+        raise ValueError(f"--configs-dir {str(path)!r} holds no *.json sparse config file")
+    return files
+
+
 def parse_configs(value: Any, base: Path | None) -> dict[str, Any]:
     """Configs of a run file: a list of paths / ``"dense"``, or a mapping name -> path | dict |
     null."""
