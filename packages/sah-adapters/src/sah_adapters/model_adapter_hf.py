@@ -688,6 +688,8 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
             entry = store.lookup(self.model, key)
             if entry is not None:
                 stats.context_cache_hit = True
+                stats.context_kv_bytes = kv_bytes(entry.cache)
+                stats.context_kv_bytes_before_eviction = stats.context_kv_bytes
                 return _ContextState(
                     self, len(context_ids), entry.cache, entry.logits, entry.checkpoint, store
                 )

@@ -17,7 +17,7 @@ class RequestStats:
     # The context KV came from a shared ContextCacheStore (no prefill ran in this request).
     context_cache_hit: bool = False
     # Bytes of the context's KV cache right after its prefill, before and after an eviction
-    # (equal without one; per-head layouts include their index). 0 for a shared-cache hit.
+    # (equal without one; per-head layouts include their index).
     context_kv_bytes_before_eviction: int = 0
     context_kv_bytes: int = 0
     context_prefill_seconds: float = 0.0  # dense prefill of the context (once per request)

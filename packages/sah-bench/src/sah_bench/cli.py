@@ -111,15 +111,21 @@ def demo(
     max_new_tokens: Annotated[int, typer.Option(min=1, help="Cap on generated tokens.")] = 8,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     adapter_factory: Annotated[str | None, typer.Option(hidden=True)] = None,
+    family: Annotated[
+        str,
+        typer.Option("--family", help="Methods to show: selection (default), eviction or prefill."),
+    ] = "selection",
 ) -> None:
-    """Offline demo: smollm2-135m on the synthetic suite, dense vs four sparse configs."""
+    """Offline demo: smollm2-135m on the synthetic suite, dense vs sparse configs of a family."""
     from rich.console import Console
     from rich.table import Table
 
-    from sah_bench.demo import run_demo
+    from sah_bench.demo import FAMILIES, run_demo
     from sah_bench.report import collect_cells, leaderboard, plot_pareto, plot_per_layer_density
 
     logging.basicConfig(level=logging.WARNING)
+    if family not in FAMILIES:
+        raise _fail(f"--family={family!r} is not allowed: use one of {list(FAMILIES)}")
     try:
         rows, results, seconds = run_demo(
             out,
@@ -129,18 +135,20 @@ def demo(
             max_new_tokens=max_new_tokens,
             adapter_factory=_factory(adapter_factory),
             progress=progress,
+            family=family,
         )
     except ValueError as exc:
         raise _fail(str(exc)) from None
     _check_results(results)
-    table = Table(title=f"{model} on the synthetic suite (~{target_tokens} tokens)")
-    for column in ("config", "accuracy", "density", "questions", "s/question"):
+    table = Table(title=f"{model} on the synthetic suite (~{target_tokens} tokens), {family}")
+    for column in ("config", "accuracy", "density", "KV MiB", "questions", "s/question"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for row in rows:
         table.add_row(
             row.config,
             _fmt(row.accuracy),
             _fmt(row.density),
+            _fmt(row.kv_mib, "{:.1f}"),
             str(row.questions),
             _fmt(row.seconds_per_question, "{:.2f}"),
         )

@@ -1,4 +1,8 @@
-"""The offline demo: a built-in model on the synthetic suite, dense vs four sparse stacks.
+"""The offline demo: a built-in model on the synthetic suite, dense vs sparse stacks.
+
+Three method families (``family``): ``selection`` (default: four per-query selection stacks),
+``eviction`` (KV eviction at a 25% budget: the cache really shrinks, ``kv_mib`` shows it) and
+``prefill`` (sparse prefill: the stack also acts on the context).
 
 Sized to finish in a few minutes on a 2-core CPU: short contexts (~2K tokens), a few requests per
 task and short answers. Results are an ordinary results folder (resumable, reportable).
@@ -21,13 +25,26 @@ DEMO_MODEL = "smollm2-135m"
 #: prefill of the context serves all its questions, which is what keeps the demo short on a CPU.
 DEMO_TASKS: tuple[str, ...] = ("niah_multikey",)
 DEMO_QUESTIONS_PER_CONTEXT = 6
+#: The method families ``demo --family`` shows.
+FAMILIES: tuple[str, ...] = ("selection", "eviction", "prefill")
+#: Budget (fraction of the context's keys each layer keeps) of the eviction family.
+EVICTION_BUDGET = 0.25
 
 
-def demo_configs(sink: int = 64, window: int = 64) -> dict[str, dict[str, Any] | None]:
-    """Dense plus Sink+Local, +OracleTopK 10%, +Quest 10%, +AdaptiveSampling (vAttention-like).
+def demo_configs(
+    sink: int = 64, window: int = 64, family: str = "selection"
+) -> dict[str, dict[str, Any] | None]:
+    """Dense plus Sink+Local, +OracleTopK 10%, +Quest 10%, +AdaptiveSampling (vAttention-like);
+    the other families: :func:`eviction_configs`, :func:`prefill_configs`.
 
     Built through ``sah_core``'s config classes so they are validated, then stored as dicts.
     """
+    if family not in FAMILIES:
+        raise ValueError(f"family={family!r} is not allowed: use one of {list(FAMILIES)}")
+    if family == "eviction":
+        return eviction_configs(sink, window)
+    if family == "prefill":
+        return prefill_configs(sink, window)
     from sah_core import ResearchAttentionConfig
     from sah_core.maskers.adaptive_sampling import AdaptiveSamplingMaskerConfig
     from sah_core.maskers.local import LocalMaskerConfig
@@ -57,6 +74,72 @@ def demo_configs(sink: int = 64, window: int = 64) -> dict[str, dict[str, Any] |
     }
 
 
+def eviction_configs(sink: int = 64, window: int = 64) -> dict[str, dict[str, Any] | None]:
+    """Dense, Sink+Local (a selection baseline of similar size) and every eviction method at
+    :data:`EVICTION_BUDGET` with its paper's other defaults."""
+    from sah_core import ResearchAttentionConfig
+    from sah_core.eviction import (
+        AdaKVConfig,
+        H2OConfig,
+        KNormConfig,
+        PyramidKVConfig,
+        SnapKVConfig,
+        StreamingLLMConfig,
+        TOVAConfig,
+    )
+    from sah_core.maskers.local import LocalMaskerConfig
+    from sah_core.maskers.sink import SinkMaskerConfig
+
+    budget = EVICTION_BUDGET
+    methods = {
+        "streaming_llm": StreamingLLMConfig(budget=budget),
+        "snapkv": SnapKVConfig(budget=budget),
+        "pyramidkv": PyramidKVConfig(budget=budget),
+        "adakv": AdaKVConfig(budget=budget),
+        "knorm": KNormConfig(budget=budget),
+        "tova": TOVAConfig(budget=budget),
+        "h2o": H2OConfig(budget=budget),
+    }
+    sink_local = [SinkMaskerConfig(sink_size=sink), LocalMaskerConfig(window_size=window)]
+    configs: dict[str, dict[str, Any] | None] = {
+        "dense": None,
+        "sink_local": ResearchAttentionConfig(masker_configs=sink_local).to_dict(),
+    }
+    for name, config in methods.items():
+        configs[f"{name}_{int(budget * 100)}pct"] = ResearchAttentionConfig([config]).to_dict()
+    return configs
+
+
+def prefill_configs(sink: int = 64, window: int = 64) -> dict[str, dict[str, Any] | None]:
+    """Dense, Sink+Local acting in every phase, and the sparse-prefill maskers (vertical-slash,
+    block top-k with mean and antidiagonal pooling) acting in the prefill too."""
+    from sah_core import ResearchAttentionConfig
+    from sah_core.maskers.local import LocalMaskerConfig
+    from sah_core.maskers.sink import SinkMaskerConfig
+
+    every = ("prefill", "question", "decode")
+    sink_local = [SinkMaskerConfig(sink_size=sink), LocalMaskerConfig(window_size=window)]
+    configs: dict[str, dict[str, Any] | None] = {
+        "dense": None,
+        "sink_local_prefill": ResearchAttentionConfig(sink_local, phases=every).to_dict(),
+    }
+    try:
+        from sah_core.maskers.block_sparse_topk import BlockSparseTopKMaskerConfig
+        from sah_core.maskers.vertical_slash import VerticalSlashMaskerConfig
+    except ImportError:  # an older sah-core without the sparse-prefill maskers
+        return configs
+    configs["vertical_slash"] = ResearchAttentionConfig(
+        [VerticalSlashMaskerConfig(vertical_size=100, slash_size=200)], phases=every
+    ).to_dict()
+    configs["block_topk_0.9"] = ResearchAttentionConfig(
+        [BlockSparseTopKMaskerConfig()], phases=every
+    ).to_dict()
+    configs["xattention_0.9"] = ResearchAttentionConfig(
+        [BlockSparseTopKMaskerConfig(scoring="antidiagonal")], phases=every
+    ).to_dict()
+    return configs
+
+
 @dataclass
 class DemoRow:
     config: str
@@ -64,6 +147,8 @@ class DemoRow:
     density: float | None
     questions: int
     seconds_per_question: float | None
+    #: Mean KV bytes the context held after its prefill (and any eviction), MiB.
+    kv_mib: float | None = None
 
 
 def summarize(results: Sequence[CellResult], configs: Sequence[str]) -> list[DemoRow]:
@@ -74,6 +159,14 @@ def summarize(results: Sequence[CellResult], configs: Sequence[str]) -> list[Dem
         scores = [m["score"] for m in metrics if m.get("score") is not None]
         dens = [m["density"] for m in metrics if m.get("density") is not None]
         secs = [m.get("mean_total_seconds", 0.0) for m in metrics]
+        kv = [m["mean_context_kv_bytes"] for m in metrics if m.get("mean_context_kv_bytes")]
+        before = [
+            m["mean_context_kv_bytes_before_eviction"]
+            for m in metrics
+            if m.get("mean_context_kv_bytes_before_eviction")
+        ]
+        if not dens and kv and before and sum(kv) < sum(before):
+            dens = [sum(kv) / sum(before)]  # an eviction alone: the keys each query may see
         rows.append(
             DemoRow(
                 config=name,
@@ -81,6 +174,7 @@ def summarize(results: Sequence[CellResult], configs: Sequence[str]) -> list[Dem
                 density=sum(dens) / len(dens) if dens else None,
                 questions=sum(int(m.get("n_questions", 0)) for m in metrics),
                 seconds_per_question=sum(secs) / len(secs) if secs else None,
+                kv_mib=sum(kv) / len(kv) / 2**20 if kv else None,
             )
         )
     return rows
@@ -97,16 +191,21 @@ def run_demo(
     questions_per_context: int = DEMO_QUESTIONS_PER_CONTEXT,
     adapter_factory: str = DEFAULT_ADAPTER_FACTORY,
     progress: bool = True,
+    family: str = "selection",
 ) -> tuple[list[DemoRow], list[CellResult], float]:
-    """Run the demo matrix (inline: one process, the model loaded once per config)."""
-    configs = demo_configs()
+    """Run the demo matrix (inline: one process, the model loaded once per config).
+
+    The eviction family answers one question per batch (TOVA and H2O evict while decoding).
+    """
+    configs = demo_configs(family=family)
+    batch_size = 1 if family == "eviction" else questions_per_context
     executor = BenchmarkExecutor(
         out_dir,
         adapter_factory=adapter_factory,
         backend="inline",
         max_requests=requests_per_task,
         generation_kwargs={"max_new_tokens": max_new_tokens},
-        request_kwargs={"batch_size": questions_per_context},
+        request_kwargs={"batch_size": batch_size},
         progress=progress,
     )
     bench = BenchmarkSpec(

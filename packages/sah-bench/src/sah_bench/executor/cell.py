@@ -217,6 +217,11 @@ def _sharing_extras(adapter: ModelAdapter, n_questions: int) -> dict[str, Any]:
         value = getattr(stats, key, None)
         if isinstance(value, int | float) and not isinstance(value, bool):
             out[key] = float(value) / n_questions
+    # KV bytes the context held after its prefill (and any eviction), per request
+    for key in ("context_kv_bytes", "context_kv_bytes_before_eviction"):
+        value = getattr(stats, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            out[key] = value
     return out
 
 
@@ -472,6 +477,10 @@ def _finalize(
             sum(r["total_seconds"] for r in records) / len(records) if records else 0.0
         ),
     }
+    for key in ("context_kv_bytes", "context_kv_bytes_before_eviction"):
+        held = [r["extra"][key] for r in records if isinstance(r["extra"].get(key), int)]
+        if held:
+            metrics[f"mean_{key}"] = sum(held) / len(held)
     atomic_write_json(cell_dir / "metrics.json", metrics)
     # The marker goes last: only now is every file of the cell in place.
     write_complete_marker(cell_dir, fingerprint)
