@@ -89,34 +89,63 @@ def collect_cells(out_dir: str | Path) -> list[dict[str, Any]]:
     return scan_cells(out_dir).cells
 
 
-def _mean(values: Sequence[float | None]) -> float | None:
-    present = [float(v) for v in values if v is not None and not math.isnan(float(v))]
-    return sum(present) / len(present) if present else None
+def _number(value: Any) -> float:
+    """A float, NaN for a missing value (pandas skips NaN in means)."""
+    try:
+        return math.nan if value is None else float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _plain(value: Any) -> Any:
+    """NaN -> None, numpy scalars -> Python numbers (rows stay JSON-friendly)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
 
 
 def leaderboard(cells: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per (model, config): mean score and density over its cells, best score first.
+    """One row per (model, config): mean score and density over its cells (missing values
+    skipped), best score first within a model (no score last).
 
-    Per-cell scores appear as extra columns named ``<benchmark>_<subset>``.
+    Per-cell scores appear as extra columns named ``<benchmark>_<subset>``, in sorted order;
+    a row without that cell holds None. Built with a pandas group-by and pivot.
     """
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for cell in cells:
-        groups.setdefault((str(cell["model"]), str(cell["config"])), []).append(cell)
-    rows = []
-    for (model, config), members in groups.items():
-        row: dict[str, Any] = {
-            "model": model,
-            "config": config,
-            "score": _mean([m.get("score") for m in members]),
-            "density": _mean([m.get("density") for m in members]),
-            "cells": len(members),
-            "questions": sum(int(m.get("n_questions", 0)) for m in members),
+    import pandas as pd
+
+    if not cells:
+        return []
+    frame = pd.DataFrame(
+        {
+            "model": [str(c["model"]) for c in cells],
+            "config": [str(c["config"]) for c in cells],
+            "column": [f"{c['benchmark']}_{c['subset']}" for c in cells],
+            "score": [_number(c.get("score")) for c in cells],
+            "density": [_number(c.get("density")) for c in cells],
+            "questions": [int(c.get("n_questions", 0)) for c in cells],
         }
-        for m in sorted(members, key=lambda m: (m["benchmark"], m["subset"])):
-            row[f"{m['benchmark']}_{m['subset']}"] = m.get("score")
-        rows.append(row)
-    rows.sort(key=lambda r: (r["model"], -(r["score"] if r["score"] is not None else -1.0)))
-    return rows
+    )
+    keys = ["model", "config"]
+    table = frame.groupby(keys, sort=False).agg(
+        score=("score", "mean"),
+        density=("density", "mean"),
+        cells=("score", "size"),
+        questions=("questions", "sum"),
+    )
+    per_cell = frame.pivot_table(
+        index=keys, columns="column", values="score", aggfunc="last", dropna=False
+    )
+    per_cell = per_cell.reindex(index=table.index, columns=sorted(per_cell.columns))
+    table = table.join(per_cell).reset_index()
+    table = table.sort_values(
+        ["model", "score"], ascending=[True, False], na_position="last", kind="stable"
+    )
+    return [
+        {column: _plain(value) for column, value in row.items()}
+        for row in table.to_dict(orient="records")
+    ]
 
 
 def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
@@ -127,7 +156,7 @@ def _columns(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _fmt(value: Any) -> str:
-    if value is None:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
         return f"{value:.3f}"
@@ -135,23 +164,22 @@ def _fmt(value: Any) -> str:
 
 
 def to_markdown(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table."""
+    """A GitHub-flavoured markdown table (missing values as ``-``, floats to 3 places)."""
+    import pandas as pd
+
     cols = list(columns or _columns(rows))
+    shown = pd.DataFrame(list(rows), columns=cols).astype(object).map(_fmt)
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(values) + " |" for values in shown.itertuples(index=False)]
     return "\n".join(lines) + "\n"
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
-    import csv
-    import io
+    """CSV through pandas (missing values empty)."""
+    import pandas as pd
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    return buffer.getvalue()
+    frame = pd.DataFrame(list(rows), columns=_columns(rows))
+    return str(frame.to_csv(index=False, lineterminator="\n"))
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
