@@ -133,13 +133,14 @@ def test_sparse_scoring_is_batch_and_feed_invariant(tmp_path: Path) -> None:
     scores = {}
     with tiny_adapter("tiny", None) as adapter:
         adapter.set_sparse_attention_config(config)
-        for batch, feed in ((1, "block"), (3, "block"), (3, "token")):
+        for batch, feed in ((1, "block"), (3, "token")):
             lm = SahLM(adapter=adapter, batch_size=batch, question_feed=feed)
             with lm.recording(tmp_path / f"{batch}{feed}"):
                 scores[(batch, feed)] = [s for s, _ in lm.loglikelihood(requests)]
         adapter.set_sparse_attention_config(None)
         dense = [s for s, _ in SahLM(adapter=adapter).loglikelihood(requests)]
-    assert scores[(3, "block")] == pytest.approx(scores[(1, "block")], abs=1e-4)
+    # Three continuations of one context in one padded batch, one token per forward, score
+    # what each scores alone in one block.
     assert scores[(3, "token")] == pytest.approx(scores[(1, "block")], abs=1e-4)
     # Sink 2 + local 4 + top-4 of ~10-20 keys: the continuations really ran sparse.
     assert max(abs(a - b) for a, b in zip(scores[(1, "block")], dense, strict=True)) > 1e-3
@@ -209,3 +210,15 @@ def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
     assert "unknown lm-eval task(s) ['no_such_task']" in result.output
     result = CliRunner().invoke(app, [*base, "--tasks", "sah_tiny_mc", "-c", "missing.json"])
     assert result.exit_code == 2 and "missing.json" in result.output
+
+
+def test_scoring_refuses_an_eviction_stack() -> None:
+    from sah_bench.lm_eval import SahLM
+    from sah_core import ResearchAttentionConfig
+    from sah_core.eviction.streaming_llm import StreamingLLMConfig
+
+    config = ResearchAttentionConfig(masker_configs=[StreamingLLMConfig(budget=8)])
+    with tiny_adapter("tiny", config.to_dict()) as adapter:
+        lm = SahLM(adapter=adapter)
+        with pytest.raises(ValueError, match="KV eviction StreamingLLMConfig"):
+            lm.loglikelihood(_instances("loglikelihood", PAIRS[:1]))

@@ -69,6 +69,13 @@ def score_continuations(
     ``adapter.last_request_stats``.
     """
     adapter._require_open()
+    eviction = getattr(adapter, "_eviction", None)
+    if eviction is not None:
+        raise ValueError(
+            f"the sparse config holds the KV eviction {type(eviction.config).__name__}, which "
+            "log-likelihood scoring does not apply; score with a selection-only stack "
+            "(evictions run in process_request / generation)"
+        )
     vocab = int(adapter.model.get_output_embeddings().weight.shape[0])
     context = _check_ids("context_ids", context_ids, vocab)
     if isinstance(continuations, str) or not isinstance(continuations, Sequence):

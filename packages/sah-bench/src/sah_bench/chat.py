@@ -114,6 +114,13 @@ class ChatSession:
 
         adapter = self.adapter
         adapter._require_open()
+        eviction = getattr(adapter, "_eviction", None)
+        if eviction is not None:
+            raise ValueError(
+                f"the sparse config holds the KV eviction {type(eviction.config).__name__}; "
+                "chat keeps one growing KV cache across turns and applies no eviction: use a "
+                "selection-only stack"
+            )
         new, text = self._tokens_to_feed(message)
         if not new:
             raise ValueError("the chat template rendered no new tokens for this message")
@@ -230,7 +237,11 @@ def run_chat(
             out.write(f"unknown command {message.split()[0]!r}; {HELP_TEXT}\n")
             continue
         for name, session in sessions.items():
-            result = session.send(message)
+            try:
+                result = session.send(message)
+            except ValueError as exc:
+                out.write(f"error ({name}): {exc}\n")
+                continue
             label = f"{name}> " if len(sessions) > 1 else "model> "
             out.write(f"{label}{result.text}\n{' ' * len(label)}{_describe(result)}\n")
         turns += 1
