@@ -10,6 +10,8 @@ import pytest
 from sah_bench import BenchmarkExecutor, BenchmarkSpec
 
 ray = pytest.importorskip("ray")
+# Local Ray clusters run in their own pytest process (noxfile), never beside another one.
+pytestmark = pytest.mark.ray
 
 
 def test_ray_backend_runs_each_cell_as_a_task(
