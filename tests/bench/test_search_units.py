@@ -211,6 +211,49 @@ def test_an_invalid_point_is_never_run(tmp_path: Path) -> None:
     assert all(b["config"] is None for b in read_log(tmp_path / "builds.jsonl"))
 
 
+def test_optuna_backend_search_resumes_after_a_kill(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Ray-free backend: same TPE, trials in this process; killed after two trials, the
+    rerun runs only the missing one."""
+    from sah_bench.search import SearchSettings, run_search
+    from sah_bench.search import runner as search_runner
+
+    settings = SearchSettings(
+        model=f"tiny:{tmp_path / 'builds.jsonl'}",
+        methods=["oracle_top_k"],
+        targets=[0.3],
+        out_dir=tmp_path / "search",
+        trials=3,
+        calibration=Calibration("synthetic", ("niah_single",), CALIBRATION.options, 1),
+        adapter_factory=FACTORY,
+        spaces={"sink.sink_size": sp.IntRange(4, 8), "local.window_size": sp.IntRange(8, 16)},
+        generation_kwargs={"max_new_tokens": 1},
+        backend="optuna",
+    )
+    real = search_runner.evaluate_point
+    calls: list[dict[str, Any]] = []
+
+    def killed_on_the_third(payload: Any, point: Any) -> Any:
+        calls.append(dict(point))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(payload, point)
+
+    monkeypatch.setattr(search_runner, "evaluate_point", killed_on_the_third)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(settings)
+    monkeypatch.setattr(search_runner, "evaluate_point", real)
+    before = len(read_log(tmp_path / "builds.jsonl"))
+    result = run_search(settings)
+    assert not result.interrupted and len(result.rows) == 3
+    assert all(r["status"] == "ok" and r["density"] is not None for r in result.rows)
+    new = [b for b in read_log(tmp_path / "builds.jsonl")[before:] if b["config"] is not None]
+    assert len(new) == 1  # only the trial the kill cut off
+    best = json.loads((tmp_path / "search" / "best" / "oracle_top_k_0.3.json").read_text())
+    assert [m["type"] for m in best["masker_configs"]] == ["sink", "local", "oracle_top_k"]
+
+
 # --------------------------------------------------------------------------- outputs
 
 

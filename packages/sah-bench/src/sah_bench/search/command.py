@@ -89,6 +89,9 @@ def search_command(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (default: a local Ray).")
     ] = None,
+    backend: Annotated[
+        str, typer.Option(help="ray (Ray Tune) or optuna (same TPE, this process, no Ray).")
+    ] = "ray",
     num_cpus: Annotated[int | None, typer.Option(min=1, help="CPUs of the local Ray.")] = None,
     cpus_per_trial: Annotated[float, typer.Option(min=0.0)] = 1.0,
     gpus_per_trial: Annotated[float, typer.Option(min=0.0)] = 0.0,
@@ -150,6 +153,7 @@ def search_command(
             gpus_per_trial=gpus_per_trial,
             max_concurrent=concurrent,
             seed=seed,
+            backend=backend,
         )
         settings.build_methods()  # every check before Ray starts
     except ValueError as exc:
@@ -158,6 +162,9 @@ def search_command(
         from sah_bench.search.runner import run_search
 
         result = run_search(settings)
+    except KeyboardInterrupt:
+        typer.echo("interrupted: rerun the same command to resume the search", err=True)
+        raise typer.Exit(code=130) from None
     except ImportError as exc:
         raise _fail(
             f"the search needs the ray extra (pip install 'sah-bench[ray]'): {exc}"

@@ -12,6 +12,10 @@ Experiments live under ``<out>/tune/<method>_<target>``; running the same search
 restores each one (``Tuner.restore``): finished experiments come back as they were, an
 interrupted one (Ctrl-C, a killed driver) runs only its missing trials. The outputs (see
 :mod:`sah_bench.search.outputs`) are rewritten from all trials at the end.
+
+``backend="optuna"`` runs the same experiments without Ray (a machine where Ray cannot run):
+the same TPE sampler asks, this process evaluates one trial after another with one model
+load, and an Optuna SQLite study (``<out>/optuna.db``) makes it resumable.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from sah_bench.search.trial import Calibration, TrialPayload, evaluate_point
 from sah_core import search_space as sp
 
 logger = logging.getLogger(__name__)
+
+BACKENDS = ("ray", "optuna")
 
 #: Keys of a trial's result row kept in the trials table.
 ROW_KEYS = (
@@ -79,6 +85,9 @@ class SearchSettings:
     seed: int = 0
     #: Ray Tune callbacks (``ray.tune.Callback``) of new experiments.
     callbacks: Sequence[Any] = ()
+    #: ``ray`` (Ray Tune, default) or ``optuna`` (the same TPE and trials in this process,
+    #: for a machine without Ray; resumable through ``<out>/optuna.db``).
+    backend: str = "ray"
 
     def build_methods(self) -> list[SearchMethod]:
         """The methods, validated (unknown method, field, target, count -> ValueError)."""
@@ -94,6 +103,10 @@ class SearchSettings:
             raise ValueError("targets=[] is not allowed: give one or more densities in (0, 1)")
         for target in self.targets:
             check_target(target)
+        if self.backend not in BACKENDS:
+            raise ValueError(
+                f"backend={self.backend!r} is not allowed; use one of {list(BACKENDS)}"
+            )
         if self.max_concurrent < 1:
             raise ValueError(f"max_concurrent={self.max_concurrent!r} is not allowed: use >= 1")
         built = [build_method(m, self.fixed, self.spaces) for m in self.methods]
@@ -183,21 +196,7 @@ def _run_experiment(
 
     name = config_name(method.name, target)
     storage = (Path(settings.out_dir) / "tune").resolve()
-    payload = TrialPayload(
-        method=method.name,
-        target=float(target),
-        model=settings.model,
-        adapter_factory=settings.adapter_factory,
-        calibration=settings.calibration,
-        objective=settings.objective,
-        fixed=dict(settings.fixed),
-        spaces=dict(settings.spaces),
-        model_kwargs=dict(settings.model_kwargs),
-        device=settings.device,
-        generation_kwargs=dict(settings.generation_kwargs),
-        request_kwargs=dict(settings.request_kwargs),
-        seed=settings.seed,
-    )
+    payload = _payload(settings, method, target)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(_tune_trial, payload=payload), resources)
     param_space = {key: tune_domain(d) for key, d in method.searched.items()}
@@ -237,6 +236,77 @@ def _run_experiment(
     return rows, finished >= expected
 
 
+def optuna_distribution(domain: sp.Domain) -> Any:
+    """The Optuna distribution of a search-space domain (the ``optuna`` backend)."""
+    from optuna import distributions as dist
+
+    if isinstance(domain, sp.IntRange):
+        return dist.IntDistribution(domain.low, domain.high, log=domain.log)
+    if isinstance(domain, sp.FloatRange):
+        return dist.FloatDistribution(domain.low, domain.high, log=domain.log)
+    if isinstance(domain, sp.Choice):
+        return dist.CategoricalDistribution(list(domain.options))
+    if isinstance(domain, sp.Budget) and isinstance(domain.share, sp.FloatRange):
+        return dist.FloatDistribution(domain.share.low, domain.share.high)
+    raise ValueError(f"domain {domain!r} is not allowed here: it is not searched")
+
+
+def _run_experiment_optuna(
+    settings: SearchSettings, method: SearchMethod, target: float
+) -> tuple[list[dict[str, Any]], bool]:
+    """The same experiment without Ray: Optuna's TPE asks, this process evaluates."""
+    import optuna
+
+    name = config_name(method.name, target)
+    Path(settings.out_dir).mkdir(parents=True, exist_ok=True)
+    storage = f"sqlite:///{(Path(settings.out_dir) / 'optuna.db').resolve()}"
+    study = optuna.create_study(
+        study_name=name,
+        storage=storage,
+        load_if_exists=True,
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=settings.seed),
+    )
+    payload = _payload(settings, method, target)
+    distributions = {k: optuna_distribution(d) for k, d in method.searched.items()}
+    expected = settings.trials if distributions else 1
+    complete = optuna.trial.TrialState.COMPLETE
+    done = sum(t.state == complete for t in study.trials)
+    for _ in range(max(0, expected - done)):
+        asked = study.ask(distributions)
+        row = evaluate_point(payload, asked.params)
+        asked.set_user_attr("row", row)
+        study.tell(asked, float(row["score"]))
+    rows = []
+    for trial in study.trials:
+        if trial.state != complete:
+            continue
+        row = dict(trial.user_attrs["row"])
+        row["trial_id"] = f"{name}-{trial.number}"
+        row.update({PARAM_PREFIX + k: v for k, v in trial.params.items()})
+        row["status"], row["error"] = ("ok" if row.get("valid") else "pruned"), None
+        rows.append(row)
+    return rows, len(rows) >= expected
+
+
+def _payload(settings: SearchSettings, method: SearchMethod, target: float) -> TrialPayload:
+    return TrialPayload(
+        method=method.name,
+        target=float(target),
+        model=settings.model,
+        adapter_factory=settings.adapter_factory,
+        calibration=settings.calibration,
+        objective=settings.objective,
+        fixed=dict(settings.fixed),
+        spaces=dict(settings.spaces),
+        model_kwargs=dict(settings.model_kwargs),
+        device=settings.device,
+        generation_kwargs=dict(settings.generation_kwargs),
+        request_kwargs=dict(settings.request_kwargs),
+        seed=settings.seed,
+    )
+
+
 def run_search(settings: SearchSettings) -> SearchResult:
     """Run (or resume) every experiment, then write the outputs from all their trials."""
     built = settings.build_methods()
@@ -244,11 +314,13 @@ def run_search(settings: SearchSettings) -> SearchResult:
     rows: list[dict[str, Any]] = []
     interrupted = False
     sparse = [m for m in built if m.name != DENSE]
-    started = _init_ray(settings) if sparse else False
+    use_ray = settings.backend == "ray"
+    started = _init_ray(settings) if sparse and use_ray else False
+    run = _run_experiment if use_ray else _run_experiment_optuna
     try:
         for method in sparse:
             for target in settings.targets:
-                found, complete = _run_experiment(settings, method, float(target))
+                found, complete = run(settings, method, float(target))
                 rows.extend(found)
                 if not complete:
                     interrupted = True
