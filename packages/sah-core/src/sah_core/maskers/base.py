@@ -489,6 +489,24 @@ class ResearchMasker(ABC):
         return f"{type(self).__name__}({self.config!r})"
 
 
+def known_spans(call: CallPlan, mask: Mask) -> list[tuple[int, int]] | None:
+    """The key ranges ``[(lo, hi), ...]`` that every row of ``mask`` selects with weight 1
+    (and nothing else), when fixed maskers of this call built it from ranges; ``[]`` for an
+    empty mask; None when unknown."""
+    if mask.representation == "empty":
+        return []
+    entry = call._shared.get("spans", {}).get(id(mask))
+    if entry is None or entry[0] is not mask:
+        return None
+    spans: list[tuple[int, int]] = entry[1]
+    return spans
+
+
+def remember_spans(call: CallPlan, mask: Mask, spans: list[tuple[int, int]]) -> None:
+    """Record that every row of ``mask`` selects exactly the key ranges ``spans``."""
+    call._shared.setdefault("spans", {})[id(mask)] = (mask, spans)
+
+
 class FixedMasker(ResearchMasker):
     """A positional pattern: the same key indices for every batch row and head.
 
@@ -500,12 +518,21 @@ class FixedMasker(ResearchMasker):
     def fixed_indices(self, key_len: int, positions: torch.Tensor) -> torch.Tensor | None:
         """Selected key indices per query ``[Q, L]`` or None for "all keys"."""
 
+    def fixed_span(self, key_len: int, call: CallPlan) -> tuple[int, int] | None:
+        """Optional: ``(lo, hi)`` when every query row of ``call`` selects exactly the keys
+        ``lo .. hi-1`` (``hi - lo >= key_len``: all keys); None (default) otherwise. Lets the
+        stack merge and exclude such masks by range, without tensor work."""
+        return None
+
     def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
         shape = call.shape
         if previous.representation == "full":
             return previous
         if call.key_valid is not None:
             return previous.merge(self._per_row_mask(call, previous.dtype))
+        span = self.fixed_span(shape[3], call)
+        if span is not None:
+            return self._add_span(call, previous, span)
         rows = self.fixed_indices(shape[3], call.query_positions)
         if rows is None:
             return Mask.full(shape, previous.device, previous.dtype)
@@ -517,6 +544,25 @@ class FixedMasker(ResearchMasker):
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
         return previous.merge(mine)
+
+    def _add_span(self, call: CallPlan, previous: Mask, span: tuple[int, int]) -> Mask:
+        shape = call.shape
+        lo, hi = max(0, span[0]), min(shape[3], span[1])
+        if hi - lo >= shape[3]:
+            return Mask.full(shape, previous.device, previous.dtype)
+        if hi <= lo:
+            return previous  # selects nothing (size 0)
+        b, h, q, _ = shape
+        indices = torch.arange(lo, hi, device=previous.device).expand(b, h, q, hi - lo)
+        mine = Mask.from_index(
+            indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
+        )
+        known = known_spans(call, previous)
+        if known is None or not all(hi <= a or z <= lo for a, z in known):
+            return previous.merge(mine)
+        merged = previous.merge_disjoint(mine)
+        remember_spans(call, merged, [*known, (lo, hi)])
+        return merged
 
     def _per_row_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask:
         """With padding, the pattern is laid over each row's own (unpadded) sequence: sizes

@@ -13,6 +13,7 @@ from typing import ClassVar
 import torch
 
 from sah_core import search_space as sp
+from sah_core.call_plan import CallPlan
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
@@ -42,6 +43,12 @@ class LocalMasker(FixedMasker):
 
     config_type = LocalMaskerConfig
     config: LocalMaskerConfig
+
+    def fixed_span(self, key_len: int, call: CallPlan) -> tuple[int, int] | None:
+        if not call.is_decode_like:
+            return None  # rows at different positions see different windows
+        window = resolve_size(self.config.window_size, key_len)
+        return key_len - window, key_len  # a window >= K covers every key
 
     def fixed_indices(self, key_len: int, positions: torch.Tensor) -> torch.Tensor | None:
         window = resolve_size(self.config.window_size, key_len)

@@ -20,7 +20,13 @@ import torch
 from sah_core.attention.common import masked_keys
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
-from sah_core.maskers.base import MaskerConfig, ResearchMasker, uses_old_signature, warn_old_hook
+from sah_core.maskers.base import (
+    MaskerConfig,
+    ResearchMasker,
+    known_spans,
+    uses_old_signature,
+    warn_old_hook,
+)
 from sah_core.maskers.topk_base import exclude_previous
 
 
@@ -109,14 +115,21 @@ class SamplingMasker(ResearchMasker):
         start_key, end_key = self.sampling_range(k)
         in_range = torch.zeros(k, dtype=torch.bool, device=call.device)
         in_range[max(0, start_key) : max(0, end_key)] = True
+        spans = known_spans(call, previous)
+        if spans is not None:  # the previous keys are whole ranges: leave them out by slicing
+            for lo, hi in spans:
+                in_range[lo:hi] = False
         idx_parts: list[torch.Tensor] = []
         w_parts: list[torch.Tensor] = []
         for chunk in call.query_chunks():
             prev_chunk = previous.query_slice(chunk.start, chunk.end)
             # population = in range, not already selected, not forbidden
-            blocked = torch.zeros((b, h, chunk.rows, k), device=call.device)
-            exclude_previous(blocked, prev_chunk)
-            population = torch.isfinite(blocked) & in_range
+            if spans is not None:
+                population = in_range.expand(b, h, chunk.rows, k).contiguous()
+            else:
+                blocked = torch.zeros((b, h, chunk.rows, k), device=call.device)
+                exclude_previous(blocked, prev_chunk)
+                population = torch.isfinite(blocked) & in_range
             if chunk.attention_mask is not None:
                 population &= ~masked_keys(chunk.attention_mask)
             drawn = self.sample_indices(call, chunk, population, prev_chunk)

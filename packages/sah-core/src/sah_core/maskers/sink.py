@@ -12,6 +12,7 @@ from typing import ClassVar
 import torch
 
 from sah_core import search_space as sp
+from sah_core.call_plan import CallPlan
 from sah_core.maskers.base import (
     FixedMasker,
     MaskerConfig,
@@ -41,6 +42,9 @@ class SinkMasker(FixedMasker):
 
     config_type = SinkMaskerConfig
     config: SinkMaskerConfig
+
+    def fixed_span(self, key_len: int, call: CallPlan) -> tuple[int, int] | None:
+        return 0, resolve_size(self.config.sink_size, key_len)
 
     def fixed_indices(self, key_len: int, positions: torch.Tensor) -> torch.Tensor | None:
         size = resolve_size(self.config.sink_size, key_len)

@@ -26,6 +26,7 @@ from sah_core.maskers.base import (
     MaskerConfig,
     ResearchMasker,
     check_selection_size,
+    known_spans,
     resolve_size,
     uses_old_signature,
     warn_old_hook,
@@ -116,6 +117,8 @@ class TopKMasker(ResearchMasker):
     """
 
     config: TopKMaskerConfig
+    #: key ranges of the previous mask during one add_mask (blanked by slicing), else None
+    _spans: list[tuple[int, int]] | None = None
     #: True when many keys can share one score (bit counts, shared codes): ties then go to
     #: the lower key index (a stable sort), the same batched and alone.
     tied_scores: ClassVar[bool] = False
@@ -167,6 +170,14 @@ class TopKMasker(ResearchMasker):
             return previous
         row_budget = self._row_budgets(call)
         state = self._run_prepare(call)
+        spans = known_spans(call, previous)
+        if spans is not None:
+            # the previous keys are whole ranges: _run_scores blanks them by slicing
+            self._spans = spans
+            previous_for_select = Mask.empty(shape, previous.device, previous.dtype)
+        else:
+            self._spans = None
+            previous_for_select = previous
         chunks = call.query_chunks()
         take = min(budget, k)
         if len(chunks) == 1 and chunks[0].key_limit > 0:
@@ -176,7 +187,7 @@ class TopKMasker(ResearchMasker):
                 chunk.key_limit,
                 budget,
                 chunk,
-                previous,
+                previous_for_select,
                 *self._select_flags(row_budget),
             )
             chosen = self._cut_to_rows(chosen, row_budget)
@@ -193,11 +204,12 @@ class TopKMasker(ResearchMasker):
                     chunk.key_limit,
                     budget,
                     chunk,
-                    previous.query_slice(chunk.start, chunk.end),
+                    previous_for_select.query_slice(chunk.start, chunk.end),
                     *self._select_flags(row_budget),
                 )
                 chosen = self._cut_to_rows(chosen, row_budget)
                 indices[:, :, chunk.start : chunk.end, : chosen.shape[-1]] = chosen
+        self._spans = None
         mine = Mask.from_index(
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
@@ -244,13 +256,23 @@ class TopKMasker(ResearchMasker):
         )
 
     def _run_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
+        scores = self._hook_scores(call, chunk, state)
+        spans = getattr(self, "_spans", None)
+        if spans:
+            if scores.dtype != torch.float32:
+                scores = scores.float()
+            for lo, hi in spans:
+                scores[..., lo:hi] = float("-inf")
+        return scores
+
+    def _hook_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         if not self._old_scores:
-            scores = self.key_scores(call, chunk, state)
+            fresh = self.key_scores(call, chunk, state)
             shared = call.cached_scores(chunk.start, chunk.end)
-            if shared is not None and scores.data_ptr() == shared.data_ptr():
+            if shared is not None and fresh.data_ptr() == shared.data_ptr():
                 # the call's shared scores (call.chunk_scores): _select edits in place
-                return scores.float() if scores.dtype != torch.float32 else scores.clone()
-            return scores
+                return fresh.float() if fresh.dtype != torch.float32 else fresh.clone()
+            return fresh
         warn_old_hook(type(self), "key_scores")
         old: Callable[..., Any] = self.key_scores  # the old signature
         scores: torch.Tensor = old(
