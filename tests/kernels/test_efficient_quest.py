@@ -185,3 +185,36 @@ def test_upper_bound_holds_for_every_key(make_qkv: Any) -> None:
 def test_config_rejects_bad_values(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         QuestEfficientConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_page_summaries_and_selection_ignore_padded_keys() -> None:
+    """Left-padded keys never enter a page bound (their values change nothing), a page of
+    padding only is never picked, and no padded key is selected."""
+    gen = torch.Generator().manual_seed(3)
+    b, hq, hkv, k, d, size = 2, 4, 2, 40, 8, 4
+    queries = torch.randn(b, hq, 1, d, generator=gen)
+    keys = torch.randn(b, hkv, k, d, generator=gen)
+    valid = torch.ones(b, k, dtype=torch.bool)
+    valid[1, :10] = False  # row 1: 10 pads = pages 0, 1 fully and page 2 half padded
+    config = QuestEfficientConfig(page_size=size, token_budget=12, sink_tokens=0, local_tokens=4)
+    picks = []
+    for pad_value in (1e4, -1e4):
+        padded = keys.clone()
+        padded[1, :, :10] = pad_value
+        summaries = QuestPageSummaries(size)
+        summaries.update(padded, valid)
+        for page in range(k // size):  # naive min/max over the page's valid keys only
+            for row in range(b):
+                own = [t for t in range(page * size, (page + 1) * size) if valid[row, t]]
+                if not own:
+                    assert bool((summaries.key_min[row, :, page] > 0).all())
+                    continue
+                page_keys = padded[row, :, own]
+                assert torch.equal(summaries.key_min[row, :, page], page_keys.amin(1))
+                assert torch.equal(summaries.key_max[row, :, page], page_keys.amax(1))
+        indices, weights = quest_select_indices(queries, summaries, config, valid)
+        chosen = indices[1][indices[1] >= 0]
+        assert chosen.numel() > 0 and bool((chosen >= 10).all())
+        assert torch.equal(weights > 0, indices >= 0)
+        picks.append(indices)
+    assert torch.equal(picks[0], picks[1])

@@ -29,9 +29,15 @@ class EfficientAttention(ABC):
 
     @abstractmethod
     def select_indices(
-        self, queries: torch.Tensor, keys: torch.Tensor, state: dict[str, Any]
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        state: dict[str, Any],
+        key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return index-form ``(indices, weights)`` for ``queries`` over ``keys``.
+        """Return index-form ``(indices, weights)`` for ``queries`` over ``keys``;
+        ``key_valid`` (bool ``[B, K]``, None = all) marks padded keys False: they are neither
+        summarised nor selected.
 
         ``indices`` int64 ``[B, Hq or Hkv, Q, L]`` padded with -1, ``weights`` the matching
         keep-probabilities (1 for selected entries of deterministic selectors, 0 at padding).
@@ -45,9 +51,13 @@ class EfficientAttention(ABC):
         scaling: float,
         sinks: torch.Tensor | None = None,
         state: dict[str, Any] | None = None,
+        key_valid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Select, then run sparse decode attention: ``[B, Hq, Q, D]`` in the query dtype."""
-        indices, weights = self.select_indices(queries, keys, {} if state is None else state)
+        """Select, then run sparse decode attention: ``[B, Hq, Q, D]`` in the query dtype
+        (``key_valid`` bool ``[B, K]``: padded keys False, never attended)."""
+        indices, weights = self.select_indices(
+            queries, keys, {} if state is None else state, key_valid
+        )
         return sparse_decode_attention(
             queries, keys, values, indices, weights, scaling, sinks, backend=self.backend
         )

@@ -110,9 +110,19 @@ class QuestPageSummaries:
             raise ValueError("page summaries are empty: call update(keys) first")
         return self._key_max[:, :, : self.num_pages]
 
-    def update(self, keys: torch.Tensor) -> None:
-        """Bring the summaries up to ``keys [B, Hkv, K, D]``, recomputing only changed pages."""
+    def update(self, keys: torch.Tensor, key_valid: torch.Tensor | None = None) -> None:
+        """Bring the summaries up to ``keys [B, Hkv, K, D]``, recomputing only changed pages.
+
+        ``key_valid`` (bool ``[B, K]``, None = all valid) marks padded keys (left padding of a
+        batched request) False: they never enter a page's minimum or maximum, so a padded
+        batch row gets the bounds it gets alone; a page of padding only has min > max and is
+        never selected."""
         batch, heads, kv_len, head_dim = keys.shape
+        if key_valid is not None and tuple(key_valid.shape) != (batch, kv_len):
+            raise ValueError(
+                f"key_valid.shape={tuple(key_valid.shape)} is not allowed: use [B, K] = "
+                f"[{batch}, {kv_len}]"
+            )
         stale = (
             self._key_min is None
             or kv_len < self.num_tokens
@@ -139,9 +149,14 @@ class QuestPageSummaries:
             tail = keys[:, :, first_page * self.page_size : kv_len]
             pad = (-tail.shape[2]) % self.page_size
             pages = tail.shape[2] // self.page_size + (1 if pad else 0)
+            low_src, high_src = tail, tail
+            if key_valid is not None:
+                valid = key_valid[:, None, first_page * self.page_size : kv_len, None]
+                low_src = torch.where(valid, tail, float("inf"))
+                high_src = torch.where(valid, tail, float("-inf"))
             # Pad the last page with +inf / -inf so padding never wins a min / max.
-            low = torch.nn.functional.pad(tail, (0, 0, 0, pad), value=float("inf"))
-            high = torch.nn.functional.pad(tail, (0, 0, 0, pad), value=float("-inf"))
+            low = torch.nn.functional.pad(low_src, (0, 0, 0, pad), value=float("inf"))
+            high = torch.nn.functional.pad(high_src, (0, 0, 0, pad), value=float("-inf"))
             shape = (batch, heads, pages, self.page_size, head_dim)
             self._key_min[:, :, first_page : first_page + pages] = low.view(shape).amin(dim=3)
             self._key_max[:, :, first_page : first_page + pages] = high.view(shape).amax(dim=3)
@@ -162,7 +177,10 @@ def quest_page_upper_bounds(
 
 
 def quest_select_indices(
-    queries: torch.Tensor, summaries: QuestPageSummaries, config: QuestEfficientConfig
+    queries: torch.Tensor,
+    summaries: QuestPageSummaries,
+    config: QuestEfficientConfig,
+    key_valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Quest selection as index lists, causal for each of the ``Q`` query rows.
 
@@ -172,6 +190,9 @@ def quest_select_indices(
     Page bounds come from the summaries of all ``K`` keys (a page straddling a query's position
     is scored with its later keys too, which keeps the bound an upper bound), and ties between
     equal bounds go to whichever page ``torch.topk`` returns first.
+
+    ``key_valid`` (bool ``[B, K]``; the one the summaries were updated with) drops padded
+    keys from the selection; pages holding only padded keys are never candidates.
 
     Returns:
         ``indices`` int64 ``[B, Hq, Q, L]`` (or ``[B, Hkv, Q, L]`` when ``group_reduction`` is
@@ -192,6 +213,10 @@ def quest_select_indices(
     num_pages = summaries.num_pages
 
     bounds = quest_page_upper_bounds(queries, summaries.key_min, summaries.key_max)
+    if key_valid is not None:
+        # a page of padding only keeps min = +inf > max = -inf (its bound is not finite)
+        empty = (summaries.key_min > summaries.key_max).any(-1)  # [B, Hkv, pages]
+        bounds = bounds.masked_fill(empty[:, :, None, None, :], float("-inf"))
     if config.group_reduction == "max":
         bounds = bounds.amax(dim=2)
     elif config.group_reduction == "sum":
@@ -244,6 +269,10 @@ def quest_select_indices(
     # Ascending order, padding last: friendlier memory access and the usual index-form layout.
     tokens = torch.where(tokens < 0, kv_len, tokens).sort(dim=-1).values
     selected = tokens < kv_len
+    if key_valid is not None:
+        b, h, q, _ = tokens.shape
+        valid = key_valid.to(device)[:, None, None, :].expand(b, h, q, kv_len)
+        selected &= valid.gather(-1, tokens.clamp(max=kv_len - 1))
     indices = torch.where(selected, tokens, -1)
     return indices, selected.to(torch.float32)
 
@@ -255,7 +284,9 @@ class EfficientQuestAttention(EfficientAttention):
         super().__init__(backend)
         self.config = config
 
-    def summaries(self, keys: torch.Tensor, state: dict[str, Any]) -> QuestPageSummaries:
+    def summaries(
+        self, keys: torch.Tensor, state: dict[str, Any], key_valid: torch.Tensor | None = None
+    ) -> QuestPageSummaries:
         """The up-to-date page summaries for ``keys``, created in ``state`` on first use."""
         summaries = state.get(STATE_KEY)
         if not isinstance(summaries, QuestPageSummaries) or (
@@ -263,11 +294,17 @@ class EfficientQuestAttention(EfficientAttention):
         ):
             summaries = QuestPageSummaries(self.config.page_size)
             state[STATE_KEY] = summaries
-        summaries.update(keys)
+        summaries.update(keys, key_valid)
         return summaries
 
     def select_indices(
-        self, queries: torch.Tensor, keys: torch.Tensor, state: dict[str, Any]
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        state: dict[str, Any],
+        key_valid: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Quest index lists for ``queries`` over ``keys``; see :func:`quest_select_indices`."""
-        return quest_select_indices(queries, self.summaries(keys, state), self.config)
+        """Quest index lists for ``queries`` over ``keys``; see :func:`quest_select_indices`
+        (``key_valid`` bool ``[B, K]``: padded keys False)."""
+        summaries = self.summaries(keys, state, key_valid)
+        return quest_select_indices(queries, summaries, self.config, key_valid)
