@@ -1,15 +1,18 @@
-"""ResearchAttention speed vs dense SDPA, ratios measured in the same run.
+"""ResearchAttention speed vs dense SDPA, ratios measured in the same run (issue 11).
 
-Decode: B=1, Hq=32, Hkv=8, D=128, fp32, K in {4K, 16K, 32K}; stacks
-[Sink(128), Local(128), OracleTopK(0.05)], [Sink(128), Local(128), Quest(0.05, page 16)] (when
-``sah_core.maskers.QuestTopKMaskerConfig`` exists) and [Sink(128), Local(128),
-AdaptiveSampling(0.05, eps 0.25, delta 0.25)] vs
-``scaled_dot_product_attention(q, k, v, enable_gqa=True)``.
+Decode: B=1, Hq=32, Hkv=8, D=128, fp32, K in {4K, 16K, 32K}, every stack
+Sink(128) + Local(128) + one of: OracleTopK(0.05), AdaptiveSampling(0.05, eps 0.25,
+delta 0.25; vAttention), Quest(0.05, page 16, 16-bit bounds) from a cold and from a warm
+page cache, HashAttention(0.05, 32 bits, random 3-layer MLPs), DoubleSparsity(0.05, 16 of 128
+channels from a calibration file, 16-bit labels), PQCache(0.05, 2 sub-spaces, 64 centroids,
+fitted on the first call), vs ``scaled_dot_product_attention(q, k, v, enable_gqa=True)``.
+A warm stack keeps its request state (``sparse_meta_data``) across calls, as in decode.
 Prefill: Q=K=2048, B=1, H=8, D=64, causal, [Sink(128), OracleTopK(0.05)] vs causal SDPA.
+Each row also gives the issue's target and the torch ops of one layer call (torch profiler,
+top-level ``aten::`` ops: each is a kernel launch on a GPU).
 
 Run: ``uv run python benchmarks/core_decode.py [--threads 2] [--repeats 7] [--quick]``;
-``--ops`` prints the number of torch ops one layer call dispatches per stack (torch
-profiler, top-level ``aten::`` ops: each is a kernel launch on a GPU) instead of timing.
+``--ops`` prints only the op counts (load-independent, seconds).
 To compare with an older checkout in the same session, run the script once more with
 ``PYTHONPATH=<old>/packages/sah-core/src`` (each run's ratios are against its own dense).
 On a machine shared with other busy processes, prefix ``OMP_WAIT_POLICY=passive``: with the
@@ -25,8 +28,10 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -41,7 +46,12 @@ from sah_core import (
     ResearchAttentionConfig,
     SinkMaskerConfig,
 )
-from sah_core import maskers as core_maskers
+from sah_core.maskers import (
+    DoubleSparsityTopKMaskerConfig,
+    HashAttentionTopKMaskerConfig,
+    PQCacheConfig,
+    QuestTopKMaskerConfig,
+)
 
 
 def _paired_times(
@@ -71,29 +81,73 @@ def _paired_times(
     )
 
 
-def decode_stacks() -> dict[str, ResearchAttentionConfig]:
-    stacks = {
-        "sink+local+oracle_topk": ResearchAttentionConfig(
-            [SinkMaskerConfig(128), LocalMaskerConfig(128), OracleTopKConfig(0.05)]
+#: Decode stacks: name -> (config factory, warm). A warm stack keeps its request state
+#: (page summaries, key codes, labels, centroids) across calls, as in decode; a cold one
+#: starts from an empty state every call (Quest's first decode step after a dense prefill).
+def decode_stacks() -> dict[str, tuple[ResearchAttentionConfig, bool]]:
+    def sink_local(*more: Any) -> ResearchAttentionConfig:
+        return ResearchAttentionConfig([SinkMaskerConfig(128), LocalMaskerConfig(128), *more])
+
+    def quest() -> Any:
+        return QuestTopKMaskerConfig(heavy_size=0.05, page_size=16, label_bits=16)
+
+    return {
+        "sink+local+oracle_topk": (sink_local(OracleTopKConfig(0.05)), False),
+        "sink+local+adaptive": (
+            sink_local(AdaptiveSamplingMaskerConfig(0.05, 0.25, 0.25, 128, 128)),
+            False,
         ),
-        "sink+local+adaptive": ResearchAttentionConfig(
-            [
-                SinkMaskerConfig(128),
-                LocalMaskerConfig(128),
-                AdaptiveSamplingMaskerConfig(0.05, 0.25, 0.25, 128, 128),
-            ]
+        "sink+local+quest (cold)": (sink_local(quest()), False),
+        "sink+local+quest (warm)": (sink_local(quest()), True),
+        "sink+local+hash_attention": (sink_local(hash_attention_config()), True),
+        "sink+local+double_sparsity": (sink_local(double_sparsity_config()), True),
+        "sink+local+pq_cache": (
+            sink_local(PQCacheConfig(heavy_size=0.05, pq_group_factor=2, init_offset=128)),
+            True,
         ),
     }
-    quest = getattr(core_maskers, "QuestTopKMaskerConfig", None)
-    if quest is not None:
-        stacks["sink+local+quest"] = ResearchAttentionConfig(
-            [
-                SinkMaskerConfig(128),
-                LocalMaskerConfig(128),
-                quest(heavy_size=0.05, page_size=16, label_bits=16),
-            ]
-        )
-    return stacks
+
+
+def decode_target(name: str) -> float | None:
+    """Issue 11's target ratio to dense GQA SDPA (None: no target, Quest from cold)."""
+    if "cold" in name:
+        return None
+    return 1.0 if "adaptive" in name else 0.8
+
+
+def hash_attention_config() -> Any:
+    """HashAttention with random (untrained) MLP weights of the usual shape: 3 layers, 128
+    hidden, 32 bits, 32 query / 8 key heads (speed does not depend on the weights)."""
+    gen = torch.Generator().manual_seed(1)
+
+    def mlp(heads: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        sizes = [(128, 128), (128, 128), (128, 32)]
+        weights = [torch.randn(heads, i, o, generator=gen) / i**0.5 for i, o in sizes]
+        return weights, [torch.zeros(heads, o) for _, o in sizes]
+
+    qw, qb = mlp(32)
+    kw, kb = mlp(8)
+    weights = {0: {"query_matrix": qw, "query_bias": qb, "key_matrix": kw, "key_bias": kb}}
+    return HashAttentionTopKMaskerConfig(
+        heavy_size=0.05,
+        hat_bits=32,
+        hat_mlp_layers=3,
+        hat_mlp_hidden_size=128,
+        hat_weights=weights,
+    )
+
+
+def double_sparsity_config() -> Any:
+    """Double Sparsity with a calibration file of random channel orders (16 of 128 channels,
+    16-bit labels): the label cache is extended incrementally, as with real calibration."""
+    gen = torch.Generator().manual_seed(2)
+    channels = [torch.randperm(128, generator=gen).tolist() for _ in range(8)]
+    path = os.path.join(tempfile.gettempdir(), "sah_core_decode_channels.json")
+    with open(path, "w", encoding="ascii") as handle:
+        json.dump({"model.layers.0.self_attn.qk_proj": channels}, handle)
+    return DoubleSparsityTopKMaskerConfig(
+        heavy_size=0.05, sorted_channel_file=path, group_factor=8, label_bits=16
+    )
 
 
 def decode_inputs(key_len: int) -> tuple[torch.Tensor, ...]:
@@ -120,9 +174,16 @@ def make_case(case: str, key_len: int) -> Callable[[], Any]:
         return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, enable_gqa=True)
     if case.startswith("decode:"):
         q, k, v = decode_inputs(key_len)
-        attention = ResearchAttention.create_from_config(decode_stacks()[case[len("decode:") :]])
+        config, warm = decode_stacks()[case[len("decode:") :]]
+        attention = ResearchAttention.create_from_config(config)
         scale = 128**-0.5
-        return lambda: attention.custom_attention(None, q, k, v, None, scale, 0.0, {}, layer_idx=0)
+        state: dict[Any, Any] = {}
+
+        def run() -> Any:
+            meta = state if warm else {}
+            return attention.custom_attention(None, q, k, v, None, scale, 0.0, meta, layer_idx=0)
+
+        return run
     q, k, v, mask = prefill_inputs()
     if case == "dense_prefill":
         return lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
@@ -133,13 +194,24 @@ def make_case(case: str, key_len: int) -> Callable[[], Any]:
 
 
 def op_count(fn: Callable[[], Any]) -> int:
-    """Top-level torch ops one call dispatches (nested ops of a composite op not counted)."""
+    """Top-level torch ops one call dispatches: ``aten::`` ops with no ``aten::`` op above
+    them (nested ops of a composite op are not counted; the ``sah.*`` profiler ranges of
+    ``ResearchAttention`` are looked through)."""
     from torch.profiler import ProfilerActivity, profile
 
-    fn()  # warm-up (lazy imports, caches)
+    fn()  # warm-up (lazy imports, caches, a warm stack's state)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         fn()
-    return sum(1 for e in prof.events() if e.name.startswith("aten::") and e.cpu_parent is None)
+
+    def top_level(event: Any) -> bool:
+        parent = event.cpu_parent
+        while parent is not None:
+            if parent.name.startswith("aten::"):
+                return False
+            parent = parent.cpu_parent
+        return True
+
+    return sum(1 for e in prof.events() if e.name.startswith("aten::") and top_level(e))
 
 
 def print_op_counts() -> None:
@@ -162,6 +234,8 @@ def _status_kib(field: str) -> float:
 def _peak_child(case: str, key_len: int, threads: int, queue: Any) -> None:
     torch.set_num_threads(threads)
     fn = make_case(case, key_len)  # inputs are built (and resident) before the baseline
+    if case.startswith("decode:") and decode_stacks()[case[len("decode:") :]][1]:
+        fn()  # a warm stack: its request state is resident too
     # Linux: writing 5 to clear_refs resets the peak RSS (VmHWM) to the current RSS.
     with open("/proc/self/clear_refs", "w", encoding="ascii") as clear:
         clear.write("5")
@@ -219,6 +293,8 @@ def main() -> None:
                 "sparse_ms": t * 1e3,
                 "ratio": ratio,
             }
+            row["ops"] = op_count(make_case(case, key_len))
+            row["target"] = decode_target(name)
             if not args.no_memory:
                 row.update(_memory(case, "dense_decode", key_len, args.threads))
             rows.append(row)
@@ -230,14 +306,23 @@ def main() -> None:
         "dense_ms": dense_t * 1e3,
         "sparse_ms": t * 1e3,
         "ratio": ratio,
+        "ops": op_count(make_case("prefill", 0)),
+        "target": 3.0,
     }
     if not args.no_memory:
         row.update(_memory("prefill", "dense_prefill", 0, args.threads))
     rows.append(row)
     print(f"torch {torch.__version__}, threads={args.threads}, rounds={args.repeats} (medians)")
-    print(f"| {'case':44s} | dense ms | sparse ms | time ratio | peak RSS ratio | extra MiB d/s |")
-    print(f"|{'-' * 46}|---------:|----------:|-----------:|---------------:|--------------:|")
+    print(
+        f"| {'case':44s} | dense ms | sparse ms | time ratio | target | ops/call "
+        "| peak RSS ratio | extra MiB d/s |"
+    )
+    print(
+        f"|{'-' * 46}|---------:|----------:|-----------:|-------:|---------:"
+        "|---------------:|--------------:|"
+    )
     for row in rows:
+        target = "-" if row["target"] is None else f"<={row['target']:.2g}x"
         mem = "n/a" if "mem_ratio" not in row else f"{row['mem_ratio']:.2f}x"
         extra = (
             "n/a"
@@ -246,7 +331,7 @@ def main() -> None:
         )
         print(
             f"| {row['case']:44s} | {row['dense_ms']:8.1f} | {row['sparse_ms']:9.1f} | "
-            f"{row['ratio']:9.2f}x | {mem:>14s} | {extra:>13s} |"
+            f"{row['ratio']:9.2f}x | {target:>6s} | {row['ops']:8d} | {mem:>14s} | {extra:>13s} |"
         )
     if args.json:
         json.dump(rows, sys.stdout, indent=1)
