@@ -162,6 +162,36 @@ def block_sparse_prefill_attention_reference(
         last = min(num_q_blocks, first + step)
         n = last - first
         n_active = int(tile_counts[..., first:last].max())
+        n_cols = int(col_counts[..., first:last].max()) if cols is not None else 0
+        row_end = min(q_len, last * block_size)
+        key_end = min(kv_len, kv_len - q_len + row_end) if causal else kv_len
+        if sink_logits is None and (n_active * block_size + n_cols) * 2 >= key_end:
+            # a dense group: fused SDPA over its contiguous visible keys under a per-group
+            # mask (rows x key_end, never the whole [B, Hq, Q, K])
+            key_block = torch.arange(key_end, device=queries.device) // block_size
+            allowed = tiles[:, :, first:last][..., key_block]
+            if cols is not None:
+                allowed = allowed | cols[:, :, first:last, :key_end]
+            rows_here = row_end - first * block_size
+            allowed = allowed.repeat_interleave(block_size, dim=2)[:, :, :rows_here]
+            if causal:
+                position = torch.arange(first * block_size, row_end, device=queries.device)
+                position = (position + (kv_len - q_len)).unsqueeze(-1)
+                allowed = allowed & (torch.arange(key_end, device=queries.device) <= position)
+            attn_mask: torch.Tensor = allowed
+            if attention_mask is not None:
+                rows_bias = attention_mask[:, :, first * block_size : row_end, :key_end].float()
+                attn_mask = rows_bias.masked_fill(~allowed, float("-inf"))
+            dense_out = torch.nn.functional.scaled_dot_product_attention(
+                queries[:, :, first * block_size : row_end].float(),
+                keys[:, :, :key_end].float(),
+                values[:, :, :key_end].float(),
+                attn_mask=attn_mask,
+                scale=scaling,
+                enable_gqa=shapes.group_size > 1,
+            )
+            out[:, :, first * block_size : row_end] = dense_out.nan_to_num_(0.0).to(out.dtype)
+            continue
         tile_idx = tile_lists[..., first:last, :n_active].long()  # [B, Hq, n, A]
         safe_tiles = tile_idx.clamp(min=0)
         # whole tiles are copied by advanced indexing (contiguous bs x D rows each)
@@ -170,7 +200,6 @@ def block_sparse_prefill_attention_reference(
         key_idx = safe_tiles.unsqueeze(-1) * block_size + in_block
         key_idx = key_idx.masked_fill((tile_idx < 0).unsqueeze(-1), -1).flatten(-2)
         if cols is not None:
-            n_cols = int(col_counts[..., first:last].max())
             col_idx = col_lists[..., first:last, :n_cols].long()
             safe_cols = col_idx.clamp(min=0)
             k_sel = torch.cat([k_sel, keys_q[batch_index, head_index, safe_cols]], dim=-2)
@@ -181,28 +210,43 @@ def block_sparse_prefill_attention_reference(
             continue
         safe = torch.where(valid, key_idx, 0)
         width = key_idx.shape[-1]
-        logits = torch.matmul(padded[:, :, first:last], k_sel.transpose(-1, -2))
         forbidden = ~valid.unsqueeze(-2)  # [B, Hq, n, 1, L]
         if causal:
             rows = torch.arange(first * block_size, last * block_size, device=queries.device)
             position = (rows + (kv_len - q_len)).view(1, 1, n, block_size, 1)
             forbidden = forbidden | (key_idx.unsqueeze(-2) > position)
+        picked = None
         if bias is not None:
             part = bias[:, :, first:last].expand(b, hq, n, block_size, kv_len)
             picked = part.gather(-1, safe.unsqueeze(-2).expand(b, hq, n, block_size, width))
             forbidden = forbidden | (picked <= torch.finfo(torch.float32).min / 2)
-            logits.add_(picked)
-        logits.masked_fill_(forbidden, float("-inf"))
-        row_max = logits.amax(-1, keepdim=True)
-        if sink_logits is not None:
-            row_max = torch.maximum(row_max, sink_logits)
-        row_max = torch.where(torch.isinf(row_max), 0.0, row_max)
-        weights = logits.sub_(row_max).exp_()
-        denominator = weights.sum(-1, keepdim=True)
-        if sink_logits is not None:
-            denominator = denominator + torch.exp(sink_logits - row_max)
-        weights.div_(torch.where(denominator > 0, denominator, 1.0))
-        block_out = torch.matmul(weights, v_sel).flatten(2, 3)  # [B, Hq, n * bs, Dv]
+        q_blocks = padded[:, :, first:last]
+        if sink_logits is None:
+            # exact attention over the gathered keys by the fused SDPA kernel; a row with
+            # nothing visible comes back NaN there and is set to 0 (the convention here)
+            if picked is None:
+                attn_mask = ~forbidden.expand(b, hq, n, block_size, width)
+            else:
+                attn_mask = picked.masked_fill(forbidden, float("-inf"))
+            block_out = torch.nn.functional.scaled_dot_product_attention(
+                q_blocks.reshape(b * hq, n, block_size, d),
+                k_sel.reshape(b * hq, n, width, d),
+                v_sel.reshape(b * hq, n, width, dv),
+                attn_mask=attn_mask.reshape(b * hq, n, block_size, width),
+                scale=1.0,  # the queries are pre-scaled
+            )
+            block_out = block_out.view(b, hq, n * block_size, dv).nan_to_num_(0.0)
+        else:
+            logits = torch.matmul(q_blocks, k_sel.transpose(-1, -2))
+            if picked is not None:
+                logits.add_(picked)
+            logits.masked_fill_(forbidden, float("-inf"))
+            row_max = torch.maximum(logits.amax(-1, keepdim=True), sink_logits)
+            row_max = torch.where(torch.isinf(row_max), 0.0, row_max)
+            weights = logits.sub_(row_max).exp_()
+            denominator = weights.sum(-1, keepdim=True) + torch.exp(sink_logits - row_max)
+            weights.div_(torch.where(denominator > 0, denominator, 1.0))
+            block_out = torch.matmul(weights, v_sel).flatten(2, 3)  # [B, Hq, n * bs, Dv]
         rows_here = min(q_len, last * block_size) - first * block_size
         out[:, :, first * block_size : first * block_size + rows_here] = block_out[
             :, :, :rows_here
