@@ -113,8 +113,10 @@ def block_sparse_prefill_attention_reference(
             dtype minimum = forbidden), added to the attended logits.
 
     Returns:
-        ``[B, Hq, Q, D]`` in the query dtype. Works one group of query blocks at a time over the
-        gathered active keys only: no ``[B, Hq, Q, K]`` tensor is built.
+        ``[B, Hq, Q, D]`` in the query dtype. Works one group of query blocks at a time: a
+        sparse group over its gathered active keys only, a dense group (active keys >= half its
+        visible keys, no sinks) by fused SDPA over its visible keys under a per-group mask. No
+        ``[B, Hq, Q, K]`` tensor is built.
     """
     shapes = check_qkv(queries, keys, values, scaling)
     check_block_size(block_size)
