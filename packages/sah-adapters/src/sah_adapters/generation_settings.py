@@ -25,8 +25,12 @@ REQUEST_KEYS = (
     "max_context_length",
     "truncation",
     "use_chat_template",
+    "question_feed",
     "sparse_prefill",
 )
+#: ``request_kwargs["question_feed"]``: the question tokens in one forward ("block") or one
+#: token per forward ("token", for layers that cannot take a multi-token sparse step).
+QUESTION_FEEDS = ("block", "token")
 
 
 def _reject_unknown(kind: str, given: dict[str, Any], allowed: tuple[str, ...]) -> None:
@@ -130,6 +134,7 @@ class RequestSettings:
     max_context_length: int | None = None
     truncation: str = "middle"
     use_chat_template: bool | None = None  # None = use it when the tokenizer has one
+    question_feed: str = "block"
     sparse_prefill: bool = False  # True: the stack also acts in the "prefill" phase
 
     @classmethod
@@ -149,7 +154,14 @@ class RequestSettings:
         use_template = kw.get("use_chat_template")
         if use_template is not None and not isinstance(use_template, bool):
             raise ValueError(f"{kind}['use_chat_template']={use_template!r} must be a bool")
+        feed = kw.get("question_feed", "block")
+        if feed not in QUESTION_FEEDS:
+            raise ValueError(
+                f"{kind}['question_feed']={feed!r} is not allowed; use one of {QUESTION_FEEDS}"
+            )
         sparse_prefill = kw.get("sparse_prefill", False)
         if not isinstance(sparse_prefill, bool):
             raise ValueError(f"{kind}['sparse_prefill']={sparse_prefill!r} must be a bool")
-        return cls(batch_size, max_len, truncation, use_template, sparse_prefill=sparse_prefill)
+        return cls(
+            batch_size, max_len, truncation, use_template, feed, sparse_prefill=sparse_prefill
+        )

@@ -536,7 +536,9 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         ``max_context_length`` (tokens), ``truncation`` ("middle" | "left" | "right"),
         ``use_chat_template`` (default: when the tokenizer has one), ``sparse_prefill``
         (True: the stack also acts in the context prefill, as if ``"prefill"`` were in its
-        ``phases``).
+        ``phases``), ``question_feed``
+        ("block": the question tokens in one forward, default; "token": one token per forward,
+        for hybrid attention / state-space layers that cannot take a multi-token sparse step).
         The context and question strings are concatenated as given (include separators).
         """
         self._require_open()
@@ -649,6 +651,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
                         decoder,
                         generator,
                         stats,
+                        question_feed=options.question_feed,
                     )
                 )
             finally:
@@ -790,6 +793,7 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         decoder: TokenDecoder,
         generator: torch.Generator | None,
         stats: RequestStats,
+        question_feed: str = "block",
     ) -> list[str]:
         """Decode a batch of questions; ``cache`` (the context's KV) is this batch's to extend.
 
@@ -833,13 +837,22 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         self._phase = "question"
         with self._mode_for("question"):
             t0 = time.perf_counter()
-            if longest > 0:
+            if longest > 0 and question_feed == "token":
+                for column in range(longest):  # one question token per forward
+                    out = self._forward(
+                        input_ids=input_ids[:, column : column + 1],
+                        attention_mask=mask_upto(context_length + column + 1),
+                        position_ids=positions[:, column : column + 1],
+                        cache=cache,
+                    )
+            elif longest > 0:
                 out = self._forward(
                     input_ids=input_ids,
                     attention_mask=mask_upto(seen),
                     position_ids=positions,
                     cache=cache,
                 )
+            if longest > 0:
                 logits = out.logits[:, -1, :]
                 for row, n in enumerate(lengths):
                     if n == 0 and context.logits is not None:  # the answer starts right away
