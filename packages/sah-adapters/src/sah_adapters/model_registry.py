@@ -121,8 +121,18 @@ def _where(origin: str, name: str, field: str) -> str:
     return f"{origin}: models.{name}.{field}"
 
 
-def build_quantization_config(spec: Mapping[str, Any], where: str) -> Any:
-    """``{"method": ..., **fields}`` -> a transformers quantization config (checked)."""
+def build_quantization_config(
+    spec: Mapping[str, Any], where: str, *, missing_package_ok: bool = False
+) -> Any:
+    """``{"method": ..., **fields}`` -> a transformers quantization config (checked).
+
+    Some transformers versions check that the quantization package (e.g. ``bitsandbytes``) is
+    installed when the config is built: then this raises a ValueError naming it, or returns
+    None when ``missing_package_ok`` (reading a registry file on a machine that will not load
+    that model).
+    """
+    import importlib.metadata
+
     import transformers
 
     method = spec.get("method")
@@ -146,6 +156,14 @@ def build_quantization_config(spec: Mapping[str, Any], where: str) -> Any:
             )
     try:
         return cls(**fields)
+    except (importlib.metadata.PackageNotFoundError, ImportError) as error:
+        if missing_package_ok:
+            return None
+        package = getattr(error, "name", None) or str(error)
+        raise ValueError(
+            f"{where}.quantization.method={method!r} needs the package {package!r}, which is "
+            f"not installed here (install it, e.g. `pip install {method}`)"
+        ) from None
     except (TypeError, ValueError) as error:
         raise ValueError(
             f"{where}.quantization={dict(spec)!r} is not allowed: "
@@ -228,7 +246,8 @@ def parse_entry(name: Any, data: Any, origin: str) -> ModelEntry:
                 f"use a table with method = one of {sorted(QUANTIZATION_METHODS)}"
             )
         quantization = copy.deepcopy(dict(quantization))
-        build_quantization_config(quantization, f"{origin}: models.{name}")  # checks it
+        # checks the fields now; a missing quantization package only matters when loading
+        build_quantization_config(quantization, f"{origin}: models.{name}", missing_package_ok=True)
     use_chat_template = data.get("use_chat_template")
     if use_chat_template is not None and not isinstance(use_chat_template, bool):
         raise ValueError(
