@@ -28,6 +28,7 @@ with the new keys in decode (min/max merge exactly); quantisation is applied on 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, ClassVar
 
 import torch
@@ -36,7 +37,7 @@ from sah_core import search_space as sp
 from sah_core.attention.common import masked_keys
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
-from sah_core.maskers.base import check_int
+from sah_core.maskers.base import check_int, known_spans
 from sah_core.maskers.key_state_cache import prefix_unchanged
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, exclude_previous
 
@@ -188,22 +189,31 @@ class QuestTopKMasker(TopKMasker):
 
     def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
         shape = call.shape
-        b, _, q, k = shape
+        _, _, q, k = shape
         if previous.representation == "full" or q == 0 or k == 0:
             return previous
         valid = call.key_valid
-        counts = (torch.full((b,), k, device=call.device) if valid is None else valid.sum(-1)).to(
-            torch.int64
-        )
-        wanted = self.pages_per_row(counts)
-        tokens = wanted * self.config.page_size
-        if bool((tokens >= counts).all()):
-            return Mask.full(shape, previous.device, previous.dtype)
-        if int(wanted.max()) <= 0:
-            return previous
+        wanted: torch.Tensor | int
+        if valid is None:  # every row has K keys: the page budget is one Python int
+            size = self.config.heavy_size
+            tokens_int = max(1, math.floor(size * k)) if isinstance(size, float) else int(size)
+            wanted = -(-tokens_int // self.config.page_size)
+            if wanted * self.config.page_size >= k:
+                return Mask.full(shape, previous.device, previous.dtype)
+            if wanted <= 0:
+                return previous
+        else:
+            counts = valid.sum(-1).to(torch.int64)
+            wanted = self.pages_per_row(counts)
+            tokens = wanted * self.config.page_size
+            if bool((tokens >= counts).all()):
+                return Mask.full(shape, previous.device, previous.dtype)
+            if int(wanted.max()) <= 0:
+                return previous
         state = self.prepare(call)
+        spans = known_spans(call, previous)
         parts = [
-            self._select_pages(call, chunk, state, wanted, previous)
+            self._select_pages(call, chunk, state, wanted, previous, spans)
             for chunk in call.query_chunks()
         ]
         width = max(part.shape[-1] for part in parts)
@@ -219,8 +229,9 @@ class QuestTopKMasker(TopKMasker):
         call: CallPlan,
         chunk: QueryChunk,
         state: Any,
-        wanted: torch.Tensor,
+        wanted: torch.Tensor | int,
         previous: Mask,
+        spans: list[tuple[int, int]] | None = None,
     ) -> torch.Tensor:
         """Index form ``[B, Hq, Qc, L]`` of the keys of each row's best candidate pages."""
         bounds, pages, count = state
@@ -229,21 +240,32 @@ class QuestTopKMasker(TopKMasker):
         if limit == 0 or count == 0:
             return torch.full((b, h, rows, 0), -1, dtype=torch.int64, device=call.device)
         # eligible keys: allowed by the mask and not selected yet
-        blocked = torch.zeros((b, h, rows, limit), device=call.device)
-        exclude_previous(blocked, previous.query_slice(chunk.start, chunk.end))
-        eligible = torch.isfinite(blocked)
+        if spans is not None:  # the previous keys are whole ranges: leave them out by slicing
+            free = torch.ones(limit, dtype=torch.bool, device=call.device)
+            for lo, hi in spans:
+                free[lo:hi] = False
+            eligible = free.expand(b, h, rows, limit)
+        else:
+            blocked = torch.zeros((b, h, rows, limit), device=call.device)
+            exclude_previous(blocked, previous.query_slice(chunk.start, chunk.end))
+            eligible = torch.isfinite(blocked)
         if chunk.attention_mask is not None:
-            eligible &= ~masked_keys(chunk.attention_mask[..., :limit])
+            eligible = eligible & ~masked_keys(chunk.attention_mask[..., :limit])
         key_page = to_slot(pages[:, :limit], count).view(pages.shape[0], 1, 1, limit)
         key_page = key_page.expand(b, h, rows, limit)
         candidate = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
         candidate.scatter_reduce_(-1, key_page, eligible, reduce="amax", include_self=True)
         scores = self.page_scores(chunk, bounds)
         scores = scores.masked_fill(~candidate[..., :count], float("-inf"))
-        take = min(int(wanted.max()), count)
-        best, order = scores.topk(take, dim=-1, sorted=True)
-        rank = torch.arange(take, device=call.device)
-        chosen_ok = torch.isfinite(best) & (rank < wanted.view(b, 1, 1, 1))
+        if isinstance(wanted, int):
+            take = min(wanted, count)
+            best, order = scores.topk(take, dim=-1, sorted=True)
+            chosen_ok = torch.isfinite(best)
+        else:
+            take = min(int(wanted.max()), count)
+            best, order = scores.topk(take, dim=-1, sorted=True)
+            rank = torch.arange(take, device=call.device)
+            chosen_ok = torch.isfinite(best) & (rank < wanted.view(b, 1, 1, 1))
         chosen = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
         chosen.scatter_(-1, order, chosen_ok)
         keep = chosen.gather(-1, key_page) & eligible
