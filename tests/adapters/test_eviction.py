@@ -144,6 +144,23 @@ def test_per_head_layout_equals_masked_reference(
     assert compact == reference
 
 
+def test_every_eviction_batched_equals_one_by_one(plain_tokenizer: Any) -> None:
+    """Unequal question lengths (left padding) over every eviction's survivors."""
+    for eviction in (
+        StreamingLLMConfig(budget=0.3),
+        SnapKVConfig(budget=0.3, window_size=8),
+        PyramidKVConfig(budget=0.3, window_size=8),
+        AdaKVConfig(budget=0.3, window_size=8),
+        KNormConfig(budget=0.3),
+        TOVAConfig(budget=0.3, decode_every=0),
+        H2OConfig(budget=0.3, decode_every=0),
+    ):
+        config = ResearchAttentionConfig([eviction])
+        alone, _ = _run(plain_tokenizer, config, BATCH)
+        batched, _ = _run(plain_tokenizer, config, BATCH, batch_size=2)
+        assert alone == batched, eviction.type_tag
+
+
 def test_eviction_composes_with_selection(plain_tokenizer: Any) -> None:
     config = ResearchAttentionConfig(
         [SnapKVConfig(budget=0.5, window_size=8), SinkMaskerConfig(2), LocalMaskerConfig(4)]
