@@ -21,6 +21,9 @@ from sah_bench.search import Calibration, SearchSettings, read_trials, run_searc
 from sah_bench.search.methods import build_method
 from sah_core.search_space import IntRange
 
+# Ray reads this when first imported: under `uv run` it would otherwise start its workers with
+# `uv run` in a copy of the working dir, whose fresh environment lacks the extras.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 ray = pytest.importorskip("ray")
 pytest.importorskip("optuna")
 

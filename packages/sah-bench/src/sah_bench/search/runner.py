@@ -154,13 +154,14 @@ def _tune_trial(config: dict[str, Any], payload: TrialPayload) -> None:
 
 def _init_ray(settings: SearchSettings) -> bool:
     """Start (or join) Ray unless the caller already did; True when this call started it."""
+    # Under `uv run`, Ray would start its workers with `uv run` in a copy of the working dir
+    # (a fresh environment without the extras); use this interpreter's environment. Ray reads
+    # the variable when it is first imported, so set it before that import.
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     import ray
 
     if ray.is_initialized():
         return False
-    # Under `uv run`, Ray would start its workers with `uv run` in a copy of the working dir
-    # (a fresh environment without the extras); use this interpreter's environment.
-    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if settings.address:
         ray.init(address=settings.address)
     else:
