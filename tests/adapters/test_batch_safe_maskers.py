@@ -26,6 +26,7 @@ from sah_adapters import ModelAdapterHF
 from sah_core import ResearchAttentionConfig
 from sah_core.maskers import (
     AdaptiveSamplingMaskerConfig,
+    BlockSparseTopKMaskerConfig,
     CausalMaskerConfig,
     DoubleSparsityTopKMaskerConfig,
     HashAttentionTopKMaskerConfig,
@@ -38,6 +39,8 @@ from sah_core.maskers import (
     RandomSamplingMaskerConfig,
     SinkMaskerConfig,
     SocketMaskerConfig,
+    TidalDecodeMaskerConfig,
+    VerticalSlashMaskerConfig,
 )
 from sah_protocol import Request
 
@@ -87,6 +90,12 @@ def masker(name: str, family: str) -> Any:
         "random_sampling": RandomSamplingMaskerConfig(sampling_rate=1.0),
         "adaptive_sampling": AdaptiveSamplingMaskerConfig(0.1, epsilon=0.001, delta=0.001),
         "magic_pig": MagicPigConfig(lsh_l=8, lsh_k=3),
+        # layer 0 selects, layer 1 reuses its pick
+        "tidal_decode": TidalDecodeMaskerConfig(
+            heavy_size=8, sparse_layer_start=0, reselection_layers=()
+        ),
+        "vertical_slash": VerticalSlashMaskerConfig(vertical_size=8, slash_size=8, last_q=4),
+        "block_sparse_topk": BlockSparseTopKMaskerConfig(block_size=16, threshold=0.5),
     }[name]
 
 
@@ -104,6 +113,9 @@ MASKERS = [
     "random_sampling",
     "adaptive_sampling",
     "magic_pig",
+    "tidal_decode",
+    "vertical_slash",
+    "block_sparse_topk",
 ]
 
 
@@ -127,8 +139,24 @@ def test_every_registered_masker_is_covered() -> None:
     assert registered <= covered, sorted(c.__name__ for c in registered - covered)
 
 
+# Known gap (kept visible): the pooled block scores of BlockSparseTopK count left-padded keys
+# of a batch, so its picks differ from one by one. strict: the mark fails once it is fixed.
+NOT_YET_BATCH_SAFE = {"block_sparse_topk"}
+
+
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize("name", MASKERS)
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(strict=True, reason="pooled block scores count padded keys"),
+        )
+        if n in NOT_YET_BATCH_SAFE
+        else n
+        for n in MASKERS
+    ],
+)
 def test_batched_equals_one_by_one(family: str, name: str, chat_tokenizer: Any) -> None:
     lengths = {len(chat_tokenizer(q)["input_ids"]) for q in QUESTIONS}
     assert len(lengths) == len(QUESTIONS)  # unequal questions: the batch really pads
