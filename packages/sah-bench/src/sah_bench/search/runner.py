@@ -311,7 +311,6 @@ def _payload(settings: SearchSettings, method: SearchMethod, target: float) -> T
 def run_search(settings: SearchSettings) -> SearchResult:
     """Run (or resume) every experiment, then write the outputs from all their trials."""
     built = settings.build_methods()
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     rows: list[dict[str, Any]] = []
     interrupted = False
     sparse = [m for m in built if m.name != DENSE]
