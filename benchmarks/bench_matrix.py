@@ -166,6 +166,7 @@ def main() -> None:
     build_hf_adapter(DEMO_MODEL, None, model_kwargs=kwargs, device=args.device).close()
     times: dict[str, list[float]] = {"separate": [], "shared": []}
     predictions: dict[str, list[str]] = {}
+    keys: dict[str, list[str]] = {}
     # Adapter-reported seconds of each variant's best run: what sharing saves, apart from the
     # noise of other load on the machine.
     split: dict[str, dict[str, Any]] = {}
@@ -185,6 +186,7 @@ def main() -> None:
                 split[name] = breakdown(frame, seconds)
             frame = frame.sort_values(["config", "subset", "request_id"])
             predictions[name] = frame["prediction"].tolist()
+            keys[name] = (frame["config"] + "/" + frame["request_id"].astype(str)).tolist()
             if share:
                 hits = int(
                     frame["extra"]
@@ -217,6 +219,9 @@ def main() -> None:
         print(f"    {config:<20} {c['question_prefill_seconds']:7.2f} + {c['decode_seconds']:7.2f}")
     print(f"questions answered from a shared prefill: {hits} of {questions}")
     print(f"predictions identical: {same}", flush=True)
+    for key, a, b in zip(keys["separate"], predictions["separate"], predictions["shared"]):
+        if a != b:
+            print(f"  differs: {key}: separate {a!r} vs shared {b!r}")
     ops: dict[str, dict[str, int]] = {}
     if args.count_ops:
         for name, share in (("separate", False), ("shared", True)):
