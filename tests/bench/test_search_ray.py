@@ -88,43 +88,6 @@ def _settings(tmp_path: Path, methods: list[str], **extra: Any) -> SearchSetting
     )
 
 
-def test_search_two_methods_gives_valid_configs_at_the_target(
-    local_ray: Any, tmp_path: Path
-) -> None:
-    settings = _settings(tmp_path, ["oracle_top_k", "quest"])
-    result = run_search(settings)
-    assert not result.interrupted
-    rows = read_trials(tmp_path / "search")
-    assert len(rows) == 8 and {r["method"] for r in rows} == {"oracle_top_k", "quest"}
-    for method in ("oracle_top_k", "quest"):
-        best = tmp_path / "search" / "best" / f"{method}_0.3.json"
-        config = json.loads(best.read_text())
-        assert [m["type"] for m in config["masker_configs"]] == ["sink", "local", method]
-        measured = [r for r in rows if r["method"] == method and r["status"] == "ok"]
-        top = min(measured, key=lambda r: r["score"])
-        assert json.loads(top["sparse_config"]) == config
-        # Quest attends whole pages and the question's own causal rows count only allowed
-        # pairs: measured ~0.321 at 0.3 on this short context (see the helper's report)
-        assert abs(top["density"] - TARGET) <= (0.02 if method == "oracle_top_k" else 0.025), top
-    # Every point that ran was valid, checked independently of the trial code: its sink and
-    # window leave a budget at the target (and Quest's page fits it); pruned ones never ran.
-    built = [b["config"] for b in _log(tmp_path / "builds.jsonl") if b["config"] is not None]
-    ran = {json.dumps(c, sort_keys=True) for c in built}
-    evaluated = {r["sparse_config"] for r in rows if r["status"] == "ok"}
-    assert ran == evaluated
-    for row in rows:
-        fixed = row["p:sink.sink_size"] + row["p:local.window_size"]
-        if row["status"] == "ok":
-            assert fixed / row["key_len"] < TARGET
-        else:
-            assert row["status"] == "pruned" and row["reason"]
-    assert any(r["status"] == "pruned" for r in rows)
-    assert (tmp_path / "search" / "error_vs_density.png").stat().st_size > 0
-    # One model-and-data load (dense build) per worker process for all of a method's trials.
-    dense_builds = [b for b in _log(tmp_path / "builds.jsonl") if b["config"] is None]
-    assert len(dense_builds) <= 2 * 2  # at most one per worker and experiment
-
-
 def _interrupt_after(n: int, flag: Path) -> Any:
     """A Tune callback that sends this process SIGINT (Ctrl-C) once, after ``n`` finished
     trials (``flag`` records that it did, so a restored copy of it stays quiet)."""
@@ -142,23 +105,52 @@ def _interrupt_after(n: int, flag: Path) -> Any:
     return Interrupt()
 
 
-def test_interrupted_search_resumes_with_only_the_missing_trials(
+def test_killed_search_resumes_and_gives_valid_configs_at_the_target(
     local_ray: Any, tmp_path: Path
 ) -> None:
-    settings = _settings(
-        tmp_path, ["oracle_top_k"], callbacks=[_interrupt_after(2, tmp_path / "flag")]
+    # One search (Ray starts up once and the trials dominate the time): Ctrl-C after two
+    # finished trials of the first experiment, then the same command resumes it.
+    methods = ["oracle_top_k", "quest"]
+    first = run_search(
+        _settings(tmp_path, methods, callbacks=[_interrupt_after(2, tmp_path / "flag")])
     )
-    first = run_search(settings)
     assert first.interrupted
     done_before = {r["trial_id"] for r in read_trials(tmp_path / "search")}
-    assert 2 <= len(done_before) < 4
+    assert 2 <= len(done_before) < 8
     runs_before = len(_log(tmp_path / "builds.jsonl"))
-    again = run_search(_settings(tmp_path, ["oracle_top_k"]))
-    assert not again.interrupted
+    result = run_search(_settings(tmp_path, methods))
+    assert not result.interrupted
     rows = read_trials(tmp_path / "search")
-    assert len(rows) == 4 and done_before <= {r["trial_id"] for r in rows}
+    assert len(rows) == 8 and {r["method"] for r in rows} == set(methods)
+    assert done_before <= {r["trial_id"] for r in rows}
     # the trials finished before the interruption were not run again
     new_sparse = [b for b in _log(tmp_path / "builds.jsonl")[runs_before:] if b["config"]]
-    assert len(new_sparse) <= 4 - len(done_before)
-    assert (tmp_path / "search" / "best" / "oracle_top_k_0.3.json").is_file()
+    assert len(new_sparse) <= 8 - len(done_before)
+    for method in methods:
+        best = tmp_path / "search" / "best" / f"{method}_0.3.json"
+        config = json.loads(best.read_text())
+        assert [m["type"] for m in config["masker_configs"]] == ["sink", "local", method]
+        measured = [r for r in rows if r["method"] == method and r["status"] == "ok"]
+        top = min(measured, key=lambda r: r["score"])
+        assert json.loads(top["sparse_config"]) == config
+        # Quest attends whole pages and the question's own causal rows count only allowed
+        # pairs: measured ~0.321 at 0.3 on this short context
+        assert abs(top["density"] - TARGET) <= (0.02 if method == "oracle_top_k" else 0.025), top
+    # Every point that ran was valid, checked independently of the trial code: its sink and
+    # window leave a budget at the target (and Quest's page fits it); pruned ones never ran.
+    built = [b["config"] for b in _log(tmp_path / "builds.jsonl") if b["config"] is not None]
+    ran = {json.dumps(c, sort_keys=True) for c in built}
+    evaluated = {r["sparse_config"] for r in rows if r["status"] == "ok"}
+    assert ran == evaluated
+    for row in rows:
+        fixed = row["p:sink.sink_size"] + row["p:local.window_size"]
+        if row["status"] == "ok":
+            assert fixed / row["key_len"] < TARGET
+        else:
+            assert row["status"] == "pruned" and row["reason"]
+    assert any(r["status"] == "pruned" for r in rows)
+    assert (tmp_path / "search" / "error_vs_density.png").stat().st_size > 0
+    # One model-and-data load (dense build) per worker process and experiment, in each run.
+    dense_builds = [b for b in _log(tmp_path / "builds.jsonl") if b["config"] is None]
+    assert len(dense_builds) <= 2 * 2 * 2
     assert build_method("oracle_top_k").name == "oracle_top_k"
