@@ -20,3 +20,16 @@ def fake_factory() -> str:
 @pytest.fixture
 def tests_dir() -> Path:
     return TESTS_DIR
+
+
+# Files that take longest (mostly waiting on Ray Tune's trial loop) go first, so under
+# pytest-xdist's per-file scheduling they overlap the rest instead of trailing it.
+LONG_FILES_FIRST = ("test_search_ray.py", "test_lm_eval.py", "test_search_units.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return LONG_FILES_FIRST.index(name) if name in LONG_FILES_FIRST else len(LONG_FILES_FIRST)
+
+    items.sort(key=rank)  # stable: the order within each file is kept
