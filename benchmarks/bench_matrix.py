@@ -219,7 +219,9 @@ def main() -> None:
         print(f"    {config:<20} {c['question_prefill_seconds']:7.2f} + {c['decode_seconds']:7.2f}")
     print(f"questions answered from a shared prefill: {hits} of {questions}")
     print(f"predictions identical: {same}", flush=True)
-    for key, a, b in zip(keys["separate"], predictions["separate"], predictions["shared"]):
+    for key, a, b in zip(
+        keys["separate"], predictions["separate"], predictions["shared"], strict=True
+    ):
         if a != b:
             print(f"  differs: {key}: separate {a!r} vs shared {b!r}")
     ops: dict[str, dict[str, int]] = {}

@@ -256,7 +256,11 @@ def test_old_signature_masker_still_runs_and_warns() -> None:
     assert torch.allclose(out[0, 0, 0], v[0, 0, 0], atol=1e-6)
 
 
-def test_new_masker_called_the_old_way_warns_and_agrees() -> None:
+def test_new_masker_called_the_old_way_warns_and_agrees(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sah_core.maskers.base as masker_base
+
+    # The warning is given once per class and process: forget earlier tests' calls.
+    monkeypatch.setattr(masker_base, "_warned", set())
     q, k, v = qkv()
     masker = ResearchMasker.create_from_config(OracleTopKConfig(3))
     empty = Mask.empty((1, 4, 3, 10))

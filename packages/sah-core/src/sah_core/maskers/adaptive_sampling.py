@@ -209,7 +209,10 @@ class AdaptiveSamplingMasker(SamplingMasker):
             bias = chunk.attention_mask.expand(full).gather(-1, prev_idx.clamp(min=0))
             usable[..., : prev_idx.shape[-1]] &= ~masked_keys(bias)
         logits.masked_fill_(~usable, float("-inf"))
-        shift = logits.amax(-1, keepdim=True)
+        if logits.shape[-1]:
+            shift = logits.amax(-1, keepdim=True)
+        else:  # nothing selected before and an empty base sample: no logits to shift by
+            shift = logits.new_zeros((*logits.shape[:-1], 1))
         exp = torch.exp(logits - torch.where(torch.isfinite(shift), shift, 0.0))
         split = prev_idx.shape[-1]
         exp_prev, exp_base = exp[..., :split], exp[..., split:]
