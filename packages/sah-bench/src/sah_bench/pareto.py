@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sah_bench.executor.storage import atomic_write
-from sah_bench.report import _pyplot, pareto_front
+from sah_bench.report import _pyplot, finish_plot, pareto_front
 
 _NAME = re.compile(r"^(?P<method>.+)_(?P<target>\d*\.?\d+)$")
 
@@ -71,15 +70,13 @@ def plot_method_pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             color=color,
             label=label,
         )
-    ax.set_xlabel("measured attention density")
-    ax.set_ylabel("score (mean over cells)")
-    ax.set_title("Accuracy vs density: Pareto front per method")
-    ax.grid(alpha=0.3)
-    if by_method:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no scored config with a density", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return finish_plot(
+        fig,
+        ax,
+        path,
+        xlabel="measured attention density",
+        ylabel="score (mean over cells)",
+        title="Accuracy vs density: Pareto front per method",
+        has_data=bool(by_method),
+        empty_text="no scored config with a density",
+    )

@@ -208,6 +208,33 @@ def _pyplot() -> Any:
     return plt
 
 
+def finish_plot(
+    fig: Any,
+    ax: Any,
+    path: Path,
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    has_data: bool,
+    empty_text: str | None = None,
+    legend_fontsize: int = 8,
+) -> Path:
+    """Label, legend (or ``empty_text`` when nothing was drawn), then write the PNG atomically."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if has_data:
+        ax.legend(fontsize=legend_fontsize)
+    elif empty_text is not None:
+        ax.text(0.5, 0.5, empty_text, ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    _pyplot().close(fig)
+    return path
+
+
 def plot_pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Accuracy vs measured density, one marker per (model, config), frontier joined."""
     plt = _pyplot()
@@ -229,16 +256,15 @@ def plot_pareto(rows: Sequence[dict[str, Any]], path: Path) -> Path:
             )
         front = sorted(pareto_front(list(zip(xs, ys, strict=True))), key=lambda i: xs[i])
         ax.plot([xs[i] for i in front], [ys[i] for i in front], linestyle="--", alpha=0.6)
-    ax.set_xlabel("measured attention density")
-    ax.set_ylabel("score (mean over cells)")
-    ax.set_title("Accuracy vs density")
-    ax.grid(alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return finish_plot(
+        fig,
+        ax,
+        path,
+        xlabel="measured attention density",
+        ylabel="score (mean over cells)",
+        title="Accuracy vs density",
+        has_data=bool(ax.get_legend_handles_labels()[0]),
+    )
 
 
 def plot_per_layer_density(cells: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -253,18 +279,17 @@ def plot_per_layer_density(cells: Sequence[dict[str, Any]], path: Path) -> Path:
     for label, layers in sorted(per_config.items()):
         xs = sorted(layers)
         ax.plot(xs, [sum(layers[x]) / len(layers[x]) for x in xs], marker="o", label=label)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("density")
-    ax.set_title("Per-layer attention density")
-    ax.grid(alpha=0.3)
-    if per_config:
-        ax.legend(fontsize=7)
-    else:
-        ax.text(0.5, 0.5, "no per-layer density recorded", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return finish_plot(
+        fig,
+        ax,
+        path,
+        xlabel="layer",
+        ylabel="density",
+        title="Per-layer attention density",
+        has_data=bool(per_config),
+        empty_text="no per-layer density recorded",
+        legend_fontsize=7,
+    )
 
 
 def write_report(out_dir: str | Path, report_dir: str | Path | None = None) -> dict[str, Path]:

@@ -115,7 +115,7 @@ def read_trials(out_dir: Path) -> list[dict[str, Any]]:
 def plot_error_vs_density(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Output error against measured density of every evaluated trial, one colour per method;
     the best trial of each (method, target) is a star, targets are dotted lines."""
-    from sah_bench.report import _pyplot
+    from sah_bench.report import _pyplot, finish_plot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
@@ -148,15 +148,13 @@ def plot_error_vs_density(rows: Sequence[dict[str, Any]], path: Path) -> Path:
         )
     for target in sorted({float(r["target"]) for r in rows if r.get("target") is not None}):
         ax.axvline(target, linestyle=":", color="grey", alpha=0.6)
-    ax.set_xlabel("measured attention density")
-    ax.set_ylabel("relative output error vs dense")
-    ax.set_title("Search trials (star: best per method and target)")
-    ax.grid(alpha=0.3)
-    if evaluated:
-        ax.legend(fontsize=8)
-    else:
-        ax.text(0.5, 0.5, "no evaluated trial", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
-    plt.close(fig)
-    return path
+    return finish_plot(
+        fig,
+        ax,
+        path,
+        xlabel="measured attention density",
+        ylabel="relative output error vs dense",
+        title="Search trials (star: best per method and target)",
+        has_data=bool(evaluated),
+        empty_text="no evaluated trial",
+    )
