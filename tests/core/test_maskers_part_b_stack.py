@@ -61,7 +61,7 @@ def part_b_configs(tmp_path: Path) -> dict[str, MaskerConfig]:
         "double_sparsity": DoubleSparsityTopKMaskerConfig(
             heavy_size=0.25, sorted_channel_file=str(channels), group_factor=4
         ),
-        "quest": QuestTopKMaskerConfig(heavy_size=0.25, page_size=4),
+        "quest": QuestTopKMaskerConfig(heavy_size=0.25, page_size=2),
         "socket": SocketMaskerConfig(heavy_size=0.25, K=4, L=8, tau=0.5),
         "pq_cache": PQCacheConfig(heavy_size=0.25, pq_group_factor=4, pq_bits=3, init_offset=2),
         "magic_pig": MagicPigConfig(lsh_l=8, lsh_k=3, seed=1),

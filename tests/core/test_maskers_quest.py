@@ -89,8 +89,9 @@ def test_matches_naive_reference(
     mask = refs.call_masker(masker, queries, keys, values, attn, {}, query_chunk_size=chunk)
     ref = naive_quest_scores(queries, keys, page_size, label_bits)
     allowed = refs.allowed_keys(attn, ref.shape)
-    pages = math.ceil(heavy / page_size)
-    if pages * page_size >= k:
+    # the authors' page rule: the budget rounded down to whole pages, at least three
+    pages = max(3, heavy // page_size) if heavy > 0 else 0
+    if heavy >= k or pages * page_size >= k:
         assert mask.is_full()
         return
     check_whole_pages(refs.selected(mask), ref, allowed, page_size, pages)
@@ -125,12 +126,16 @@ def check_whole_pages(
                     assert low >= high - 1e-4 * max(1.0, abs(low), abs(high))
 
 
-def test_budget_rounds_up_to_whole_pages() -> None:
-    """heavy_size=5 tokens with pages of 4 buys two whole pages (8 keys), never a cut page."""
+@pytest.mark.parametrize(("heavy", "keys_taken"), [(19, 16), (16, 16), (5, 12), (1, 12)])
+def test_budget_rounds_down_to_whole_pages_and_takes_at_least_three(
+    heavy: int, keys_taken: int
+) -> None:
+    """Pages of 4 keys: 19 or 16 tokens buy four whole pages, 5 or 1 token the minimum of
+    three pages (the authors' ``max(3, budget // page_size)``); a page is never cut."""
     queries, keys, values = refs.make_qkv(4, 1, 2, 1, 1, 40, 8)
-    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=5, page_size=4))
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=heavy, page_size=4))
     counts = refs.call_masker(masker, queries, keys, values).row_counts()
-    assert bool((counts == 8).all())
+    assert bool((counts == keys_taken).all())
 
 
 def test_pages_covered_by_the_previous_mask_are_not_spent() -> None:
@@ -138,26 +143,31 @@ def test_pages_covered_by_the_previous_mask_are_not_spent() -> None:
     only partly covers adds its remaining keys."""
     queries = torch.zeros(1, 1, 1, 4)
     queries[..., 0] = 1.0
-    keys = torch.randn(1, 1, 16, 4, generator=torch.Generator().manual_seed(0)) * 0.1
+    keys = torch.randn(1, 1, 32, 4, generator=torch.Generator().manual_seed(0)) * 0.1
     keys[0, 0, 1, 0] = 9.0  # page 0 has the best bound ...
-    keys[0, 0, 5, 0] = 5.0  # ... then page 1
-    sink = Mask.from_index(torch.arange(6).view(1, 1, 1, 6), None, (1, 1, 1, 16))
-    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=4, page_size=4))
+    keys[0, 0, 5, 0] = 5.0  # ... then pages 1, 3 and 5
+    keys[0, 0, 13, 0] = 4.0
+    keys[0, 0, 21, 0] = 3.0
+    sink = Mask.from_index(torch.arange(6).view(1, 1, 1, 6), None, (1, 1, 1, 32))
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=12, page_size=4))
     mask = refs.call_masker(masker, queries, keys, keys, previous=sink)
     chosen = refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist()
-    assert chosen == [0, 1, 2, 3, 4, 5, 6, 7]  # sink 0..5, then the rest of page 1
+    # sink 0..5, then the rest of page 1, then pages 3 and 5 (three pages bought)
+    assert chosen == [0, 1, 2, 3, 4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23]
 
 
 def test_best_pages_are_taken_whole() -> None:
     # one key aligned with the query lifts its whole page; budget = one page
     queries = torch.zeros(1, 1, 1, 4)
     queries[..., 0] = 1.0
-    keys = torch.randn(1, 1, 16, 4, generator=torch.Generator().manual_seed(0)) * 0.1
+    keys = torch.randn(1, 1, 32, 4, generator=torch.Generator().manual_seed(0)) * 0.1
     keys[0, 0, 9, 0] = 5.0
-    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=4, page_size=4))
+    keys[0, 0, 17, 0] = 5.0
+    keys[0, 0, 30, 0] = 5.0
+    masker = QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=12, page_size=4))
     mask = refs.call_masker(masker, queries, keys, keys)
     chosen = refs.selected(mask)[0, 0, 0].nonzero().flatten().tolist()
-    assert chosen == [8, 9, 10, 11]
+    assert chosen == [8, 9, 10, 11, 16, 17, 18, 19, 28, 29, 30, 31]
 
 
 def test_common_properties() -> None:

@@ -29,7 +29,9 @@ def naive_quest_selection(
         return value if isinstance(value, int) else math.ceil(value * kv_len)
 
     sink, local = resolve(config.sink_tokens), resolve(config.local_tokens)
-    pages_to_pick = math.ceil(resolve(config.token_budget) / size)
+    budget = resolve(config.token_budget)
+    # the authors' page rule: the budget rounded down to whole pages, at least three
+    pages_to_pick = max(3, budget // size) if budget > 0 else 0
     num_pages = math.ceil(kv_len / size)
 
     def bound(b: int, h: int, q: int, page: int) -> float:

@@ -23,6 +23,7 @@ import torch
 
 from sah_core.kernels.dispatch import KernelBackend
 from sah_core.kernels.efficient_attention import EfficientAttention
+from sah_core.maskers.quest import MIN_PAGES
 
 GroupReduction = Literal["none", "max", "sum"]
 _GROUP_REDUCTIONS: tuple[str, ...] = ("none", "max", "sum")
@@ -186,7 +187,8 @@ def quest_select_indices(
 
     Query row ``r`` sits at position ``K - Q + r`` and sees ``n_r = K - Q + r + 1`` keys. It
     keeps keys ``[0, sink)``, ``[n_r - local, n_r)`` and the tokens (``< n_r``, outside those two
-    ranges) of its ``ceil(budget / page_size)`` best pages among pages not already covered.
+    ranges) of its ``max(3, budget // page_size)`` best pages (the authors' page rule, as
+    :class:`~sah_core.maskers.quest.QuestTopKMasker`) among pages not already covered.
     Page bounds come from the summaries of all ``K`` keys (a page straddling a query's position
     is scored with its later keys too, which keeps the bound an upper bound), and ties between
     equal bounds go to whichever page ``torch.topk`` returns first.
@@ -237,7 +239,7 @@ def quest_select_indices(
     candidate = (page_start[None, :] < visible[:, None]) & ~covered
     bounds = bounds.masked_fill(~candidate, float("-inf"))
 
-    pick = min(-(-budget // page_size), num_pages)
+    pick = min(max(MIN_PAGES, budget // page_size) if budget > 0 else 0, num_pages)
     token_lists = []
     if sink > 0:
         sink_tokens = torch.arange(sink, device=device)

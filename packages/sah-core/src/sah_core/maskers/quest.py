@@ -9,9 +9,11 @@ the page score ``sum_d max(q_d * m_d, q_d * M_d)`` is an upper bound of ``q . k`
 ``k`` of the page, and Quest attends the best pages **whole**.
 
 Budget: ``heavy_size`` is a token budget (int count, or float fraction of the row's keys) and
-buys ``ceil(heavy_size / page_size)`` pages per query row (Quest's own rule: the token budget
-rounded up to whole pages, so up to ``page_size - 1`` keys more than ``heavy_size``). A
-budget covering every key gives a full mask. Pages whose keys are all already selected (sinks,
+buys ``max(3, heavy_size // page_size)`` pages per query row: the authors' rule (their
+evaluation code, ``evaluation/quest_attention.py``: the token budget rounded down to whole
+pages, never fewer than three pages), so up to ``page_size - 1`` keys fewer than
+``heavy_size``, or more when the budget is under three pages. A budget of every key (or
+whose pages cover every key) gives a full mask. Pages whose keys are all already selected (sinks,
 local window) or all forbidden (future keys in prefill) are not candidates, so the pages go
 to keys not yet attended; a page partly covered adds its remaining keys.
 
@@ -41,13 +43,16 @@ from sah_core.maskers.base import check_int, known_spans
 from sah_core.maskers.key_state_cache import prefix_unchanged
 from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, exclude_previous
 
+#: Fewest pages a row buys (the authors' evaluation code: ``max(3, budget // page_size)``).
+MIN_PAGES = 3
 #: Slack (in quantisation steps) of the outward rounding of quantised page bounds.
 _SLACK = 1e-3
 
 
 @dataclasses.dataclass
 class QuestTopKMaskerConfig(TopKMaskerConfig):
-    """``heavy_size`` token budget per row (rounded up to whole pages); ``page_size`` keys
+    """``heavy_size`` token budget per row (rounded down to whole pages, at least
+    :data:`MIN_PAGES`); ``page_size`` keys
     per page (>= 1); ``label_bits`` in [2, 32] bits per stored page bound (32 = exact fp32)."""
 
     type_tag = "quest"
@@ -114,15 +119,19 @@ class QuestTopKMasker(TopKMasker):
     config: QuestTopKMaskerConfig
 
     def pages_per_row(self, key_counts: torch.Tensor) -> torch.Tensor:
-        """Pages each batch row buys: ``ceil(token budget / page_size)``, the token budget
-        resolved against the row's own key count ``[B]``."""
+        """Pages each batch row buys: ``max(3, token budget // page_size)``, the token
+        budget resolved against the row's own key count ``[B]``."""
         size = self.config.heavy_size
         counts = key_counts.to(torch.float64)
         if isinstance(size, float):
             tokens = torch.clamp((size * counts).floor(), min=1.0)
         else:
             tokens = torch.full_like(counts, float(size))
-        return torch.ceil(tokens / self.config.page_size).to(torch.int64)
+        page = self.config.page_size
+        pages = torch.clamp(torch.floor(tokens / page), min=MIN_PAGES)
+        # a budget of every key buys every page (the last one may be partial)
+        pages = torch.where(tokens >= counts, torch.ceil(counts / page), pages)
+        return torch.where(tokens > 0, pages, 0.0).to(torch.int64)
 
     def prepare(self, call: CallPlan) -> Any:
         """Page bounds of all keys ``[B, Hkv, P, 2, D]`` plus each key's page, kept in the
@@ -197,8 +206,8 @@ class QuestTopKMasker(TopKMasker):
         if valid is None:  # every row has K keys: the page budget is one Python int
             size = self.config.heavy_size
             tokens_int = max(1, math.floor(size * k)) if isinstance(size, float) else int(size)
-            wanted = -(-tokens_int // self.config.page_size)
-            if wanted * self.config.page_size >= k:
+            wanted = max(MIN_PAGES, tokens_int // self.config.page_size) if tokens_int > 0 else 0
+            if tokens_int >= k or wanted * self.config.page_size >= k:
                 return Mask.full(shape, previous.device, previous.dtype)
             if wanted <= 0:
                 return previous
