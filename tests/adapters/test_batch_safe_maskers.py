@@ -139,24 +139,8 @@ def test_every_registered_masker_is_covered() -> None:
     assert registered <= covered, sorted(c.__name__ for c in registered - covered)
 
 
-# Known gap (kept visible): the pooled block scores of BlockSparseTopK count left-padded keys
-# of a batch, so its picks differ from one by one. strict: the mark fails once it is fixed.
-NOT_YET_BATCH_SAFE = {"block_sparse_topk"}
-
-
 @pytest.mark.parametrize("family", FAMILIES)
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(strict=True, reason="pooled block scores count padded keys"),
-        )
-        if n in NOT_YET_BATCH_SAFE
-        else n
-        for n in MASKERS
-    ],
-)
+@pytest.mark.parametrize("name", MASKERS)
 def test_batched_equals_one_by_one(family: str, name: str, chat_tokenizer: Any) -> None:
     lengths = {len(chat_tokenizer(q)["input_ids"]) for q in QUESTIONS}
     assert len(lengths) == len(QUESTIONS)  # unequal questions: the batch really pads

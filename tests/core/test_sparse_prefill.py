@@ -310,16 +310,19 @@ def test_full_budget_prefill_equals_dense_at_core_level(helpers, cfg) -> None:
     torch.testing.assert_close(sparse, dense, atol=1e-6, rtol=1e-6)
 
 
-def test_chunked_prefill_through_research_attention(helpers) -> None:
+@pytest.mark.parametrize("padding", [0, 5])
+def test_chunked_prefill_through_research_attention(helpers, padding) -> None:
     """Query chunks of a prefill (Q < K) go through the block path and equal the dense-weight
-    attention of the same mask; a padded row's forbidden keys stay forbidden."""
-    call = plan(helpers, b=1, q=24, k=72, seed=12, padding=5)
+    attention of the same mask; a padded row (selected on its own keys, as a dense mask) keeps
+    its forbidden keys forbidden."""
+    call = plan(helpers, b=1, q=24, k=72, seed=12, padding=padding)
     cfg = VerticalSlashMaskerConfig(vertical_size=2, slash_size=3, last_q=8, block_size=16)
     attention = ResearchAttention(ResearchAttentionConfig([cfg], phases=("prefill",)))
     mask = attention.mask_for(call)
-    assert mask.representation == "block"
+    assert mask.representation == ("dense" if padding else "block")
     out, backend = run_attention(call, mask)
-    assert backend == "reference/block-sparse"
+    if not padding:
+        assert backend == "reference/block-sparse"
     want = helpers.naive_attention(
         call.queries,
         call.keys,
@@ -329,6 +332,51 @@ def test_chunked_prefill_through_research_attention(helpers) -> None:
         call.attention_mask,
     )
     torch.testing.assert_close(out.double(), want, atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------- padded batches
+PADDED_CONFIGS = [
+    BlockSparseTopKMaskerConfig(block_size=8, threshold=0.5),
+    BlockSparseTopKMaskerConfig(block_size=8, threshold=None, block_budget=0.4),
+    BlockSparseTopKMaskerConfig(block_size=8, scoring="antidiagonal", stride=4, threshold=0.6),
+    VerticalSlashMaskerConfig(vertical_size=3, slash_size=4, last_q=4, block_size=8),
+]
+
+
+@pytest.mark.parametrize("cfg", PADDED_CONFIGS, ids=lambda c: f"{c.type_tag}")
+@pytest.mark.parametrize("q_lens", [(13, 6), (1, 1)])
+def test_padded_batch_equals_rows_alone(helpers, cfg, q_lens) -> None:
+    """A batch laid out ``[context | pads | question]`` with unequal questions: each row picks
+    exactly the keys it picks alone (pads enter no pooled score, tile grid or budget)."""
+    context, hq, hkv, d = 113, 4, 2, 8  # > 100 keys: vertical-slash's forced diagonals
+    q = max(q_lens)
+    k = context + q
+    gen = torch.Generator().manual_seed(sum(q_lens))
+    queries = torch.randn(2, hq, q, d, generator=gen)
+    keys = torch.randn(2, hkv, k, d, generator=gen)
+    values = torch.randn(2, hkv, k, d, generator=gen)
+    keys[1, :, :context] = keys[0, :, :context]  # one shared context
+    am = helpers.causal_additive(2, q, k)
+    for row, length in enumerate(q_lens):
+        am[row, :, :, context : context + q - length] = MIN  # the row's pads
+    mask = add(cfg, CallPlan.build(queries, keys, values, am, layer_idx=0))
+    assert not mask.is_full()
+    batched = mask.get_dense_mask()
+    for row, length in enumerate(q_lens):
+        pad = q - length
+        valid = [*range(context), *range(context + pad, k)]
+        alone_call = CallPlan.build(
+            queries[row : row + 1, :, pad:].contiguous(),
+            keys[row : row + 1, :, valid].contiguous(),
+            values[row : row + 1, :, valid].contiguous(),
+            helpers.causal_additive(1, length, len(valid)),
+            layer_idx=0,
+        )
+        alone = add(cfg, alone_call).get_dense_mask()[0]
+        causal = (alone_call.attention_mask[0] > MIN / 2).expand_as(alone)
+        got = batched[row][:, pad:][..., valid]
+        assert torch.equal(got * causal, alone * causal), f"row {row}"
+        assert not bool(batched[row][..., context : context + pad].any())  # pads never picked
 
 
 # ----------------------------------------------------------------------- the mask value

@@ -22,6 +22,7 @@ computed from the layout.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import torch
 
@@ -271,6 +272,53 @@ def merge_into(previous: Mask, mine: BlockSparseMask) -> Mask:
     if previous.representation == "empty":
         return mine
     return mine.merge(previous)
+
+
+def row_by_row(
+    call: CallPlan,
+    previous: Mask,
+    select: Callable[[CallPlan, Mask], Mask],
+    owner: str,
+) -> Mask:
+    """``previous ∪`` the picks of ``select`` run on each batch row alone, for a call with
+    padded keys (a left-padded batch of unequal rows, keys ``[context | pads | question]``).
+
+    A block layout's tile grid, pooled scores, diagonal offsets and fractional budgets are
+    those of the row's own sequence, which padding shifts; so each row is cut to its valid
+    keys and real query rows (exactly the row run by itself) and selected there. Different
+    rows' tiles then cover different physical keys, which one block layout cannot hold: the
+    union is materialised as a dense ``[B, Hq, Q, K]`` mask (0 at pad keys and pad query
+    rows). Calls without padding (a context prefill) never come here."""
+    counts, index = call.key_counts, call.valid_key_index
+    query_valid, row_positions = call.query_valid, call.row_query_positions
+    if counts is None or index is None or query_valid is None or row_positions is None:
+        raise ValueError(f"row_by_row is for calls with padded keys only (owner {owner})")
+    dense = torch.zeros(call.shape, dtype=previous.dtype, device=call.device)
+    for row, kept in enumerate(counts.tolist()):
+        rows = query_valid[row].nonzero().flatten()
+        if rows.numel() == 0 or kept == 0:
+            continue
+        own = torch.arange(kept - rows.numel(), kept, device=call.device)
+        at = row_positions[row, rows]
+        if not torch.equal(at, own):
+            raise ValueError(
+                f"batch row {row}: real queries at positions {at.tolist()[:8]}... of the row's "
+                f"own sequence are not allowed for {owner}: they must be its last "
+                f"{rows.numel()} valid keys (left padding only)"
+            )
+        keys_at = index[row, :kept]
+        alone = CallPlan.build(
+            call.queries[row : row + 1, :, rows],
+            call.keys[row : row + 1, :, keys_at],
+            call.values[row : row + 1, :, keys_at],
+            None,
+            call.scaling,
+            layer_idx=call.layer_idx,
+        )
+        picked = select(alone, Mask.empty(alone.shape, call.device, previous.dtype))
+        dense[row][:, rows.unsqueeze(-1), keys_at] = picked.get_dense_mask()[0]
+    mine = Mask.from_dense(dense, validate=False)
+    return mine if previous.representation == "empty" else mine.merge(previous)
 
 
 # --------------------------------------------------------------------------- attention

@@ -17,6 +17,13 @@ diagonal tile(s) (and, with ``keep_first``, key block 0) are always kept and ran
 tiles past causality are never kept. The result is a block layout
 (:class:`~sah_core.block_mask.BlockSparseMask`). Not included: FlexPrefill's per-head switch to
 a vertical-slash pattern (use :mod:`~sah_core.maskers.vertical_slash` for that pattern).
+
+Batches: the tile grid starts at each sequence's first key, so in a left-padded batch (keys
+``[context | pads | question]`` of unequal rows) the grid, the pooled scores and a fractional
+budget differ per row. A call with padded keys is therefore selected row by row on each row's
+own valid keys and real query rows -- exactly the row run alone -- and the rows' picks are
+materialised as one dense mask (pads never enter a pooled score or a selection); unpadded
+calls (a context prefill) keep the block layout.
 """
 
 from __future__ import annotations
@@ -26,7 +33,13 @@ import dataclasses
 import torch
 
 from sah_core.attention.common import grouped_scores
-from sah_core.block_mask import BlockSparseMask, merge_into, num_blocks, require_last_positions
+from sah_core.block_mask import (
+    BlockSparseMask,
+    merge_into,
+    num_blocks,
+    require_last_positions,
+    row_by_row,
+)
 from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -95,7 +108,8 @@ def block_geometry(call: CallPlan, bs: int) -> tuple[torch.Tensor, torch.Tensor]
 
 def mean_pooled_scores(call: CallPlan, bs: int) -> torch.Tensor:
     """FlexPrefill's estimate ``[B, Hq, nQb, nKb]``: softmax over visible key blocks of
-    ``mean(q_block) . mean(k_block) * scaling`` (invisible blocks 0)."""
+    ``mean(q_block) . mean(k_block) * scaling`` (invisible blocks 0). The call's keys are all
+    valid (padded batches are scored row by row: :meth:`BlockSparseTopKMasker.padded_mask`)."""
     b, hq, q, k = call.shape
     nqb, nkb = num_blocks(q, bs), num_blocks(k, bs)
     d = call.head_dim
@@ -103,37 +117,25 @@ def mean_pooled_scores(call: CallPlan, bs: int) -> torch.Tensor:
     queries = torch.nn.functional.pad(call.queries.float(), (0, 0, 0, pad_q))
     rows = torch.clamp(q - torch.arange(nqb, device=call.device) * bs, max=bs)
     pooled_q = queries.view(b, hq, nqb, bs, d).sum(-2) / rows.view(1, 1, -1, 1)
-    keys = call.keys.float()
-    valid = call.key_valid  # [B, K] or None
-    if valid is not None:
-        keys = keys * valid.view(b, 1, k, 1)
-    keys = torch.nn.functional.pad(keys, (0, 0, 0, nkb * bs - k))
-    if valid is None:
-        counts = torch.clamp(k - torch.arange(nkb, device=call.device) * bs, max=bs)
-        counts = counts.view(1, 1, -1, 1).float()
-    else:
-        padded_valid = torch.nn.functional.pad(valid.float(), (0, nkb * bs - k))
-        counts = padded_valid.view(b, 1, nkb, bs).sum(-1, keepdim=True)
-    pooled_k = keys.view(b, call.num_kv_heads, nkb, bs, d).sum(-2) / counts.clamp(min=1)
+    keys = torch.nn.functional.pad(call.keys.float(), (0, 0, 0, nkb * bs - k))
+    counts = torch.clamp(k - torch.arange(nkb, device=call.device) * bs, max=bs)
+    pooled_k = keys.view(b, call.num_kv_heads, nkb, bs, d).sum(-2) / counts.view(1, 1, -1, 1)
     logits = grouped_scores(pooled_q, pooled_k, call.scaling)  # [B, Hq, nQb, nKb]
     _, last_pos = block_geometry(call, bs)
     hidden = torch.arange(nkb, device=call.device) * bs > last_pos.unsqueeze(-1)
-    if valid is not None:
-        hidden = hidden | (counts.view(b, 1, 1, nkb) == 0)
     logits = logits.masked_fill(hidden, float("-inf"))
     return torch.softmax(logits, dim=-1).nan_to_num_(0.0)
 
 
 def antidiagonal_scores(call: CallPlan, bs: int, stride: int) -> torch.Tensor:
     """XAttention's estimate ``[B, Hq, nQb, nKb]``: per tile, the regrouped-softmax mass of its
-    antidiagonal sums, normalised per query block to sum to 1 over visible tiles."""
+    antidiagonal sums, normalised per query block to sum to 1 over visible tiles (all keys
+    valid, as for :func:`mean_pooled_scores`)."""
     b, hq, q, k = call.shape
     nqb, nkb = num_blocks(q, bs), num_blocks(k, bs)
     s, d = stride, call.head_dim
     queries = torch.nn.functional.pad(call.queries.float(), (0, 0, 0, nqb * bs - q))
-    keys = call.keys.float()
-    valid = call.key_valid
-    keys = torch.nn.functional.pad(keys, (0, 0, 0, nkb * bs - k))
+    keys = torch.nn.functional.pad(call.keys.float(), (0, 0, 0, nkb * bs - k))
     mq, mk = nqb * bs // s, nkb * bs // s
     # group m of queries: rows m*S + S-1-t ; group n of keys: rows n*S + t  (t = 0..S-1)
     grouped_q = queries.view(b, hq, mq, s, d).flip(-2).reshape(b, hq, mq, s * d)
@@ -142,9 +144,6 @@ def antidiagonal_scores(call: CallPlan, bs: int, stride: int) -> torch.Tensor:
     group_last = (k - q) + torch.arange(mq, device=call.device) * s + s - 1
     key_start = torch.arange(mk, device=call.device) * s
     hidden = (key_start > group_last.unsqueeze(-1)) | (key_start >= k)
-    if valid is not None:
-        padded_valid = torch.nn.functional.pad(valid, (0, nkb * bs - k))
-        hidden = hidden | ~padded_valid.view(b, 1, 1, mk, s).any(-1)
     logits = logits.masked_fill(hidden, float("-inf"))
     probs = torch.softmax(logits, dim=-1).nan_to_num_(0.0)
     real_rows = (torch.arange(mq, device=call.device) * s) < q
@@ -172,15 +171,27 @@ class BlockSparseTopKMasker(ResearchMasker):
         if previous.representation == "full" or q == 0 or k == 0:
             return previous
         require_last_positions(call, type(self).__name__)
-        bs = cfg.block_size
-        nkb = num_blocks(k, bs)
+        if cfg.threshold is not None and cfg.threshold >= 1.0:
+            return Mask.full(call.shape, previous.device, previous.dtype)  # every visible tile
+        if call.key_valid is not None:
+            return self.padded_mask(call, previous)
+        nkb = num_blocks(k, cfg.block_size)
         budget = None if cfg.block_budget is None else resolve_size(cfg.block_budget, nkb)
-        if (cfg.threshold is not None and cfg.threshold >= 1.0) or (
-            budget is not None and budget >= nkb
-        ):
+        if budget is not None and budget >= nkb:
             return Mask.full(call.shape, previous.device, previous.dtype)  # every visible tile
         if budget == 0:
             return previous
+        mine = BlockSparseMask.from_layout(
+            call.shape, self.select_tiles(call, budget), cfg.block_size, dtype=previous.dtype
+        )
+        return merge_into(previous, mine)
+
+    def select_tiles(self, call: CallPlan, budget: int | None) -> torch.Tensor:
+        """Bool ``[B, Hq, nQb, nKb]`` kept tiles of an unpadded call (``budget`` tiles per
+        query block, or by ``threshold`` when None)."""
+        cfg = self.config
+        bs = cfg.block_size
+        nkb = num_blocks(call.k_len, bs)
         scores = self.block_scores(call)
         first_pos, last_pos = block_geometry(call, bs)
         key_block = torch.arange(nkb, device=call.device)
@@ -199,6 +210,8 @@ class BlockSparseTopKMasker(ResearchMasker):
             before = mass.cumsum(-1) - mass  # mass of the better-ranked tiles
             keep_sorted = before < cfg.threshold
         tiles = torch.zeros_like(order, dtype=torch.bool).scatter_(-1, order, keep_sorted)
-        tiles = (tiles | forced) & visible
-        mine = BlockSparseMask.from_layout(call.shape, tiles, bs, dtype=previous.dtype)
-        return merge_into(previous, mine)
+        return (tiles | forced) & visible
+
+    def padded_mask(self, call: CallPlan, previous: Mask) -> Mask:
+        """A call with padded keys: each row selected alone (see the module doc)."""
+        return row_by_row(call, previous, self.add_mask, type(self).__name__)

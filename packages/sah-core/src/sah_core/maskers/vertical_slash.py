@@ -17,6 +17,9 @@ as exact single columns per query block, slashes as the ``block_size`` tiles eac
 crosses within each query block (MInference's kernel likewise widens a slash to a
 ``block_size``-key range per ``block_size``-row query block), so the attended set contains the
 exact vertical-slash pattern.
+
+A call with padded keys (a left-padded batch of unequal rows) is selected row by row on each
+row's own keys (:func:`~sah_core.block_mask.row_by_row`), so batched equals one by one.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from sah_core.block_mask import (
     merge_into,
     num_blocks,
     require_last_positions,
+    row_by_row,
 )
 from sah_core.call_plan import CallPlan
 from sah_core.mask import Mask
@@ -114,6 +118,9 @@ class VerticalSlashMasker(ResearchMasker):
         if previous.representation == "full" or q == 0 or k == 0:
             return previous
         require_last_positions(call, type(self).__name__)
+        if call.key_valid is not None:
+            # padding shifts diagonal offsets and budgets: each row is selected alone
+            return row_by_row(call, previous, self.add_mask, type(self).__name__)
         verticals, slashes = self.budgets(k)
         if verticals >= k or slashes >= k:
             # every column (or every diagonal) kept: every causal pair is attended
