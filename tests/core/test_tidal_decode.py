@@ -87,9 +87,65 @@ def test_selection_and_reuse_match_loops(q, budget) -> None:
             assert sets(masks[layer]) == want  # the selection layer's pick, reused
 
 
-def test_batched_with_padding_equals_one_by_one() -> None:
+def naive_shared_pick(queries, keys, attention_mask, scaling, budget) -> list[list[set[int]]]:
+    """Per (batch, row), one set for every head: own key, then the heads' top allowed others
+    taken rank by rank (head 0's best, head 1's best, ..., head 0's second, ...), first
+    occurrence kept, until ``budget - 1`` others (plain loops)."""
+    b, hq, q, _ = queries.shape
+    hkv, k = keys.shape[1], keys.shape[2]
+    out = []
+    for bi in range(b):
+        rows = []
+        for r in range(q):
+            pos = k - q + r
+            allowed = [
+                j
+                for j in range(k)
+                if j != pos
+                and (attention_mask is None or float(attention_mask[bi, 0, r, j]) > MIN / 2)
+            ]
+            ranked = []
+            for h in range(hq):
+                kv = h // (hq // hkv)
+                score = {j: float(queries[bi, h, r] @ keys[bi, kv, j]) for j in allowed}
+                ranked.append(sorted(allowed, key=lambda j: -score[j])[: budget - 1])
+            merged: list[int] = []
+            for rank in range(budget - 1):
+                for h in range(hq):
+                    if rank < len(ranked[h]) and ranked[h][rank] not in merged:
+                        merged.append(ranked[h][rank])
+            rows.append({pos, *merged[: budget - 1]})
+        out.append(rows)
+    return out
+
+
+@pytest.mark.parametrize(("q", "budget"), [(1, 6), (3, 5)])
+def test_shared_heads_pick_matches_loops(q, budget) -> None:
+    """``shared_heads``: every head of a reuse layer attends the same merged set."""
+    cfg = TidalDecodeMaskerConfig(
+        heavy_size=budget, sparse_layer_start=1, reselection_layers=(), shared_heads=True
+    )
+    am = None
+    if q > 1:  # causal question rows
+        am = torch.where(
+            torch.arange(30) <= (torch.arange(q) + 30 - q).unsqueeze(-1), 0.0, MIN
+        ).expand(2, 1, q, 30)
+    calls, masks = run_layers(cfg, 3, b=2, q=q, k=30, seed=5 + q, attention_mask=am)
+    assert masks[0].is_full() and masks[1].is_full()
+    call = calls[1]
+    want = naive_shared_pick(call.queries, call.keys, am, call.scaling, budget)
+    got = sets(masks[2])
+    for bi in range(2):
+        for h in range(call.num_q_heads):
+            assert got[bi][h] == want[bi]
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_batched_with_padding_equals_one_by_one(shared) -> None:
     """Left-padded rows pick the same keys (shifted) as the rows alone."""
-    cfg = TidalDecodeMaskerConfig(heavy_size=0.3, sparse_layer_start=0, reselection_layers=())
+    cfg = TidalDecodeMaskerConfig(
+        heavy_size=0.3, sparse_layer_start=0, reselection_layers=(), shared_heads=shared
+    )
     gen = torch.Generator().manual_seed(3)
     lengths = (20, 14)
     k = max(lengths)
@@ -142,6 +198,7 @@ def test_full_budget_is_dense_and_missing_selection_raises() -> None:
         ({"reselection_layers": (1,)}, "reselection_layers"),
         ({"reselection_layers": (9, 5)}, "reselection_layers"),
         ({"sparse_layer_start": -1}, "sparse_layer_start"),
+        ({"shared_heads": 1}, "shared_heads"),
     ],
 )
 def test_bad_configs_raise(kwargs, match) -> None:
@@ -150,6 +207,8 @@ def test_bad_configs_raise(kwargs, match) -> None:
 
 
 def test_round_trip() -> None:
-    cfg = TidalDecodeMaskerConfig(heavy_size=0.1, sparse_layer_start=1, reselection_layers=(5, 8))
+    cfg = TidalDecodeMaskerConfig(
+        heavy_size=0.1, sparse_layer_start=1, reselection_layers=(5, 8), shared_heads=True
+    )
     again = TidalDecodeMaskerConfig.from_dict(cfg.to_dict())
     assert again == cfg
