@@ -3,11 +3,13 @@
 Uniform budgets (every KV head of a layer keeps the same number of keys) slice the layer's
 tensors: a ``DynamicLayer`` that simply holds fewer tokens. Per-head budgets (AdaKV) use
 :class:`PerHeadKVLayer`, a ``DynamicLayer`` whose first ``evicted_slots`` positions are a padded
-per-head layout: head ``h`` of batch row ``b`` holds ``slot_counts[b, h]`` real keys, the
-remaining slots are padding (zeros) that the adapter masks out, and ``slot_positions`` records
-each slot's original token position (-1 at padding). New tokens append after the slots as in
-any ``DynamicLayer``. Keys are cached after RoPE, so survivors keep their original positions;
-new tokens get position ids that continue the original count.
+per-head layout (padded with an index, not ragged: a layer holds ``Hkv * max_h(count)``
+slots, so the head that keeps the most sets its size): head ``h`` of batch row ``b`` holds
+``slot_counts[b, h]`` real keys, the remaining slots are padding (zeros) that the adapter
+masks out, and ``slot_positions`` records each slot's original token position (-1 at
+padding). New tokens append after the slots as in any ``DynamicLayer``. Keys are cached after
+RoPE, so survivors keep their original positions; new tokens get position ids that continue
+the original count.
 
 :class:`EvictionRun` drives one request: it scores a layer when its attention runs (end of the
 context prefill; every ``decode_every`` decode steps for TOVA / H2O), replaces the layer's
