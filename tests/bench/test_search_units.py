@@ -261,7 +261,7 @@ def _row(method: str, score: float, density: float, status: str = "ok", **extra:
     config = build_method(method).materialize(
         {"sink.sink_size": 4, "local.window_size": 8, "quest.page_size": 8, "quest.label_bits": 8},
         0.3,
-        100,
+        200,
     )
     return {
         "method": method,
@@ -357,3 +357,21 @@ def test_run_configs_dir_runs_every_best_config(
     assert cells == ["dense", "oracle_top_k_0.3", "quest_0.3"]
     missing = CliRunner().invoke(app, ["run", "--configs-dir", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "is not a folder" in missing.output
+
+
+def test_call_geometry_counts_allowed_pairs_row_by_row() -> None:
+    from sah_bench.search.geometry import CallGeometry, PromptShape
+
+    # context 10, question 4, 3 new tokens: one causal question call (rows see 11..14 of 14
+    # keys), then decode calls over 15 and 16 keys (the first new token needs no call)
+    geometry = CallGeometry.of_prompts([PromptShape(10, 4, 3)])
+    question_allowed = [10 + r + 1 for r in range(4)]
+    mean_allowed = sum(question_allowed) / 4
+    assert geometry.calls == ((14, mean_allowed), (15, 15), (16, 16))
+    assert geometry.key_scale == pytest.approx((14 / mean_allowed + 1 + 1) / 3)
+    assert geometry.fixed_density(3) == pytest.approx((3 / mean_allowed + 3 / 15 + 3 / 16) / 3)
+    # a sparse prefill adds the causal context call (rows see 1..10 keys)
+    prefill = CallGeometry.of_prompts([PromptShape(10, 4, 1)], sparse_prefill=True)
+    assert prefill.calls == ((10, 5.5), (14, mean_allowed))
+    with pytest.raises(ValueError, match="no attention call"):
+        CallGeometry.of_prompts([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -16,7 +17,7 @@ from sah_core.maskers.local import LocalMaskerConfig
 from sah_core.maskers.magic_pig import MagicPigConfig
 from sah_core.maskers.oracle_top_k import OracleTopKConfig
 from sah_core.maskers.pq_cache import PQCacheConfig
-from sah_core.maskers.quest import QuestTopKMaskerConfig
+from sah_core.maskers.quest import MIN_PAGES, QuestTopKMaskerConfig
 from sah_core.maskers.random_sampling import RandomSamplingMaskerConfig
 from sah_core.maskers.sink import SinkMaskerConfig
 from sah_core.maskers.socket_topk import SocketMaskerConfig
@@ -105,13 +106,24 @@ def test_budget_rule_rejects_fixed_maskers_that_reach_the_target() -> None:
     assert sp.Budget(sp.FloatRange(0.2, 0.8)).size(0.5, ok) == pytest.approx(0.015)
 
 
-def test_quest_page_larger_than_the_token_budget_is_invalid() -> None:
+def test_quest_budget_under_three_pages_is_invalid() -> None:
     space = QuestTopKMaskerConfig.search_space
     context = sp.SearchContext(target_density=0.1, key_len=200, fixed_density=0.05)
-    # budget 0.05 * 200 = 10 tokens: pages of 8 fit, pages of 16 overshoot
-    assert space.check({"heavy_size": 0.05, "page_size": 8, "label_bits": 8}, context) is None
-    reason = space.check({"heavy_size": 0.05, "page_size": 16, "label_bits": 8}, context)
-    assert reason is not None and "page_size=16" in reason
+    # budget 0.05 * 200 = 10 tokens: three pages of 3 fit, three pages of 4 overshoot
+    assert space.check({"heavy_size": 0.05, "page_size": 3, "label_bits": 8}, context) is None
+    reason = space.check({"heavy_size": 0.05, "page_size": 4, "label_bits": 8}, context)
+    assert reason is not None and "page_size=4" in reason and "3 whole pages" in reason
+    assert sp.QUEST_MIN_PAGES == MIN_PAGES
+
+
+def test_budget_converts_allowed_pair_density_to_a_key_fraction() -> None:
+    # A causal call whose rows may attend on average 4/5 of its keys: a fraction f of the
+    # keys is f * 5/4 of the allowed pairs, so the budget fraction is the density left / 1.25.
+    context = sp.SearchContext(target_density=0.3, key_len=100, fixed_density=0.1, key_scale=1.25)
+    assert sp.WHOLE_BUDGET.size(1.0, context) == pytest.approx(0.2 / 1.25)
+    assert sp.WHOLE_BUDGET.size(1.0, dataclasses.replace(context, key_scale=1.0)) == pytest.approx(
+        0.2
+    )
 
 
 def test_head_dim_and_centroid_rules() -> None:

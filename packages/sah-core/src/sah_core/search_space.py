@@ -17,7 +17,8 @@ Domains
 Validity
 --------
 A point (field -> value) is checked against a :class:`SearchContext` (target density, the
-calibration key length, the density the fixed maskers already take, the model's head size)
+calibration key length, the density the fixed maskers already take, how a fraction of a
+call's keys turns into density, the model's head size)
 by :meth:`SearchSpace.check`; it returns why the point is invalid, or None. A tuner prunes an
 invalid point before it runs (it is never evaluated). :func:`budget_left` is the rule every
 budgeted stack shares: fixed maskers that already reach the target leave no budget.
@@ -134,8 +135,9 @@ class Budget:
         return self.share.sample(rng) if isinstance(self.share, FloatRange) else self.share
 
     def size(self, share: float, context: SearchContext) -> float:
-        """The fraction of the keys this field gets (at most 1)."""
-        return min(1.0, share * context.budget)
+        """The fraction of the keys this field gets (at most 1): its share of the density
+        left, converted from allowed pairs to a fraction of each call's keys."""
+        return min(1.0, share * context.budget / context.key_scale)
 
 
 Domain = IntRange | FloatRange | Choice | Budget
@@ -146,14 +148,18 @@ class SearchContext:
     """What a validity rule may look at.
 
     ``target_density``: the density the search aims at; ``key_len``: calibration key length
-    (tokens) that int sizes resolve against; ``fixed_density``: share of the keys the fixed
-    maskers (sink, local) of this point attend; ``head_dim``: the model's attention head size,
-    None when unknown (rules needing it then pass)."""
+    (tokens) that int sizes resolve against; ``fixed_density``: share of the allowed pairs the
+    fixed maskers (sink, local) of this point attend; ``key_scale``: mean over the measured
+    attention calls of (the call's keys) / (the keys a row of it may attend), i.e. the density a
+    fraction 1 of the keys would buy (1 in decode; above 1 in a causal question or prefill call,
+    whose early rows may attend fewer keys than a fraction budget counts); ``head_dim``: the
+    model's attention head size, None when unknown (rules needing it then pass)."""
 
     target_density: float
     key_len: int
     fixed_density: float = 0.0
     head_dim: int | None = None
+    key_scale: float = 1.0
 
     @property
     def budget(self) -> float:
@@ -209,17 +215,22 @@ def _tokens(value: Any, key_len: int) -> float:
     return float(value) * key_len if isinstance(value, float) else float(value)
 
 
+#: Quest's fewest pages per row (``sah_core.maskers.quest.MIN_PAGES``; no masker import here).
+QUEST_MIN_PAGES = 3
+
+
 def pages_fit_budget(point: Mapping[str, Any], context: SearchContext) -> str | None:
-    """Quest: a page larger than the token budget overshoots the target (whole pages)."""
+    """Quest: a token budget under three pages overshoots the target (Quest takes at least
+    three whole pages)."""
     page, size = point.get("page_size"), point.get("heavy_size")
     if not isinstance(page, int) or size is None:
         return None
     tokens = _tokens(size, context.key_len)
-    if page > max(tokens, 1.0):
+    if QUEST_MIN_PAGES * page > max(tokens, 1.0):
         return (
-            f"page_size={page} is larger than the token budget {tokens:.1f} "
-            f"(heavy_size={size!r} of {context.key_len} keys): whole pages would overshoot "
-            "the target density"
+            f"page_size={page} is too large for the token budget {tokens:.1f} "
+            f"(heavy_size={size!r} of {context.key_len} keys): Quest takes at least "
+            f"{QUEST_MIN_PAGES} whole pages, which would overshoot the target density"
         )
     return None
 

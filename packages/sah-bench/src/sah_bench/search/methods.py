@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sah_bench.search.geometry import CallGeometry
 from sah_core import search_space as sp
 from sah_core.maskers.adaptive_sampling import AdaptiveSamplingMaskerConfig
 from sah_core.maskers.base import MaskerConfig
@@ -139,20 +140,31 @@ class SearchMethod:
         }
 
     def context(
-        self, point: Mapping[str, Any], target: float, key_len: int, head_dim: int | None
+        self,
+        point: Mapping[str, Any],
+        target: float,
+        key_len: int,
+        head_dim: int | None,
+        geometry: CallGeometry | None = None,
     ) -> sp.SearchContext:
-        """The validity context of ``point``: the sink + local density at ``key_len``."""
+        """The validity context of ``point``: the sink + local density at ``key_len`` (through
+        the calibration's call ``geometry`` when given: see :mod:`.geometry`)."""
         fixed = 0.0
         for slot in self.slots:
             if slot.config_class in _BASE:
                 name = "sink_size" if slot.config_class is SinkMaskerConfig else "window_size"
                 value = point.get(f"{slot.role}.{name}", slot.fixed.get(name, 0))
                 fixed += _tokens(value, key_len)
+        if geometry is None:
+            fixed_density, key_scale = min(1.0, fixed / max(1, key_len)), 1.0
+        else:
+            fixed_density, key_scale = geometry.fixed_density(fixed), geometry.key_scale
         return sp.SearchContext(
             target_density=float(target),
             key_len=int(key_len),
-            fixed_density=min(1.0, fixed / max(1, key_len)),
+            fixed_density=fixed_density,
             head_dim=head_dim,
+            key_scale=key_scale,
         )
 
     def materialize(
@@ -161,11 +173,12 @@ class SearchMethod:
         target: float,
         key_len: int,
         head_dim: int | None = None,
+        geometry: CallGeometry | None = None,
     ) -> Materialized:
         """The sparse config of ``point`` at ``target`` density, or the reason it is invalid."""
         from sah_core import ResearchAttentionConfig
 
-        context = self.context(point, target, key_len, head_dim)
+        context = self.context(point, target, key_len, head_dim, geometry)
         if not self.slots:
             return Materialized(ResearchAttentionConfig().to_dict(), None, context)
         configs: list[MaskerConfig] = []

@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from sah_bench.search.geometry import CallGeometry, PromptShape
 from sah_bench.search.methods import build_method
 from sah_bench.search.objective import INVALID_SCORE, Measurement, Objective, measure
 
@@ -63,6 +64,19 @@ class WorkerState:
     subsets: list[tuple[str, Any, list[Any]]]
     key_len: int
     head_dim: int | None
+    #: per calibration question: (context tokens, question tokens, its max_new_tokens)
+    prompts: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def geometry(self, payload: TrialPayload) -> CallGeometry | None:
+        """The measured calls of a trial (its generation cap applied), None if unknown."""
+        if not self.prompts:
+            return None
+        cap = payload.generation_kwargs.get("max_new_tokens")
+        shapes = [
+            PromptShape(c, q, n if cap is None else min(int(cap), n)) for c, q, n in self.prompts
+        ]
+        sparse_prefill = bool(payload.request_kwargs.get("sparse_prefill", False))
+        return CallGeometry.of_prompts(shapes, sparse_prefill=sparse_prefill)
 
 
 _STATES: dict[str, WorkerState] = {}
@@ -79,6 +93,7 @@ def _state_key(payload: TrialPayload) -> str:
             payload.calibration.subsets,
             payload.calibration.options,
             payload.calibration.max_requests,
+            payload.request_kwargs,
         ],
         sort_keys=True,
         default=str,
@@ -97,16 +112,40 @@ def _head_dim(adapter: Any) -> int | None:
     return hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads else None
 
 
-def _key_len(adapter: Any, groups: list[Any], options: Mapping[str, Any]) -> int:
+def _prompt_shapes(
+    adapter: Any, groups: list[Any], request_kwargs: Mapping[str, Any]
+) -> list[tuple[int, int, int]]:
+    """(context tokens, question tokens, max_new_tokens) of every calibration question,
+    tokenised as the adapter does (chat template split, question + answer prefix)."""
+    from sah_adapters.prompt_builder import (
+        build_template,
+        encode_context,
+        encode_question,
+        has_chat_template,
+        question_text,
+    )
+
     tokenizer = getattr(adapter, "tokenizer", None)
-    if tokenizer is not None and groups:
+    if tokenizer is None:
+        return []
+    use_template = request_kwargs.get("use_chat_template")
+    if use_template is None:
+        use_template = has_chat_template(tokenizer)
+    shapes = []
+    for g in groups:
+        template = build_template(tokenizer, g.context, bool(use_template))
+        context = len(encode_context(tokenizer, template))
+        for row in g.rows:
+            text = question_text(template, row["question"], g.answer_prefix)
+            question = len(encode_question(tokenizer, text))
+            shapes.append((context, question, int(row["max_new_tokens"])))
+    return shapes
+
+
+def _key_len(prompts: list[tuple[int, int, int]], options: Mapping[str, Any]) -> int:
+    if prompts:
         # The keys a question attends: its context, itself and the answer prefix.
-        lengths = [
-            len(tokenizer(g.context + row["question"] + g.answer_prefix)["input_ids"])
-            for g in groups
-            for row in g.rows
-        ]
-        return max(1, round(statistics.fmean(lengths)))
+        return max(1, round(statistics.fmean(c + q for c, q, _ in prompts)))
     tokens = options.get("target_tokens")
     if isinstance(tokens, int):
         return tokens
@@ -152,8 +191,9 @@ def worker_state(payload: TrialPayload) -> WorkerState:
             bench, groups = load_groups(spec, dense)
             subsets.append((subset, bench, groups))
         all_groups = [g for _, _, groups in subsets for g in groups]
+        prompts = _prompt_shapes(dense, all_groups, payload.request_kwargs)
         state = WorkerState(
-            factory, subsets, _key_len(dense, all_groups, cal.options), _head_dim(dense)
+            factory, subsets, _key_len(prompts, cal.options), _head_dim(dense), prompts
         )
     finally:
         dense.close()
@@ -185,7 +225,9 @@ def evaluate_point(payload: TrialPayload, point: Mapping[str, Any]) -> dict[str,
 
     state = worker_state(payload)
     method = build_method(payload.method, payload.fixed, payload.spaces)
-    made = method.materialize(point, payload.target, state.key_len, state.head_dim)
+    made = method.materialize(
+        point, payload.target, state.key_len, state.head_dim, state.geometry(payload)
+    )
     row: dict[str, Any] = {
         "method": payload.method,
         "target": payload.target,
@@ -193,6 +235,7 @@ def evaluate_point(payload: TrialPayload, point: Mapping[str, Any]) -> dict[str,
         "reason": made.reason,
         "key_len": state.key_len,
         "fixed_density": made.context.fixed_density,
+        "key_scale": made.context.key_scale,
         "sparse_config": json.dumps(made.config, sort_keys=True) if made.config else None,
         "score": INVALID_SCORE,
         "density": None,
