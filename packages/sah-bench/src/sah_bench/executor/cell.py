@@ -12,9 +12,11 @@ import inspect
 import json
 import logging
 import re
+import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -373,6 +375,33 @@ def _read_metrics(cell_dir: Path) -> dict[str, Any] | None:
         return None
 
 
+def request_seed(spec: CellSpec, request_id: str) -> int:
+    """The RNG seed of one request: from its id and the run's ``generation_kwargs['seed']``
+    (0 when not given), the same for every sparse config (common random numbers)."""
+    base = spec.generation_kwargs.get("seed", 0)
+    digest = hashlib.sha256(f"{base}/{request_id}".encode()).hexdigest()
+    return int(digest[:15], 16)
+
+
+@contextmanager
+def request_rng(seed: int) -> Iterator[None]:
+    """Answer one request from ``torch.manual_seed(seed)``, the caller's RNG state kept.
+
+    Sampling maskers (AdaptiveSampling, random sampling) draw from torch's global RNG, so
+    without this a request's answers would depend on everything the process ran before it:
+    the other configs, an earlier matrix, whether its context prefill was shared, a resume.
+    """
+    torch = sys.modules.get("torch")  # an adapter without torch draws nothing from it
+    if torch is None:
+        yield
+        return
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    devices = list(range(torch.cuda.device_count())) if cuda else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 def _answer_group(
     spec: CellSpec,
     bench: Any,
@@ -389,7 +418,8 @@ def _answer_group(
     generation_kwargs["max_new_tokens"] = budget
     capture.start()
     t0 = time.perf_counter()
-    response = adapter.process_request(request, generation_kwargs, dict(spec.request_kwargs))
+    with request_rng(request_seed(spec, group.request_id)):
+        response = adapter.process_request(request, generation_kwargs, dict(spec.request_kwargs))
     wall = time.perf_counter() - t0
     micro = capture.stop()
     predictions = response.response_list
