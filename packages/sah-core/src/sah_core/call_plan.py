@@ -181,7 +181,14 @@ class CallPlan:
         """This plan with masker ``position``'s state slot (created on first use)."""
         per_layer = self.sparse_meta_data.setdefault(self.layer_idx, {})
         slot = per_layer.setdefault(f"{position}:{type_tag}", {})
-        return dataclasses.replace(self, masker_position=position, state=slot)
+        # a field-for-field copy (what dataclasses.replace makes, without its per-field
+        # checks: this runs once per masker and layer call); _shared stays shared
+        plan = object.__new__(type(self))
+        fields = plan.__dict__
+        fields.update(self.__dict__)
+        fields["masker_position"] = position
+        fields["state"] = slot
+        return plan
 
     # ------------------------------------------------------------------ shape
     @property

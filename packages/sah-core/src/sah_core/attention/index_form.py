@@ -251,12 +251,16 @@ def kv_head_rows(b: int, hq: int, hkv: int, device: torch.device) -> torch.Tenso
     return heads
 
 
-def kv_flat_rows(indices: torch.Tensor, hkv: int, key_len: int) -> torch.Tensor:
+def kv_flat_rows(
+    indices: torch.Tensor, hkv: int, key_len: int, *, nonnegative: bool = False
+) -> torch.Tensor:
     """Flat row numbers into a ``[B*Hkv*K, D]`` view of the cache for ``indices [B, Hq, Qc,
-    L]`` (-1 reads row 0 of its head), flattened to 1-D."""
+    L]`` (-1 reads row 0 of its head), flattened to 1-D. ``nonnegative``: the caller already
+    clamped the padding to 0."""
     b, hq = indices.shape[0], indices.shape[1]
     heads = kv_head_rows(b, hq, hkv, indices.device)
-    return (indices.clamp(min=0) + heads * key_len).reshape(-1)
+    safe = indices if nonnegative else indices.clamp(min=0)
+    return torch.add(safe, heads, alpha=key_len).reshape(-1)
 
 
 def gather_kv_rows(
@@ -290,27 +294,31 @@ def _gather_chunk(
         indices, order = indices.sort(dim=-1)
         if weights is not None:
             weights = weights.gather(-1, order)
+    safe = indices.clamp(min=0)  # padding (-1) reads key 0; masked out below
+    rows = kv_flat_rows(safe, keys.shape[1], keys.shape[2], nonnegative=True)
     if cached is not None and (
         cached.shape[-1] == keys.shape[2]
         or (indices.numel() > 0 and int(indices.max()) < cached.shape[-1])
     ):
         # the logits a masker computed for these rows (call.chunk_scores): no key gather
-        logits = cached.gather(-1, indices.clamp(min=0)).float()
-        rows = None
+        logits = cached.gather(-1, safe)
+        if logits.dtype != torch.float32:
+            logits = logits.float()
     else:
-        rows = kv_flat_rows(indices, keys.shape[1], keys.shape[2])
         selected_keys = gather_kv_rows(keys, indices, rows)  # [B, Hq, Qc, L, D]
         logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
         logits = logits.float().mul_(scaling)
     logits = _add_importance_bias(logits, indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
-        bias = attention_mask.expand(full_shape).gather(-1, indices.clamp(min=0))
+        bias = attention_mask.expand(full_shape).gather(-1, safe)
         logits.add_(bias.float())
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
+    if probs.dtype != values.dtype:
+        probs = probs.to(values.dtype)
     selected_values = gather_kv_rows(values, indices, rows)
-    out = torch.matmul(probs.to(values.dtype).unsqueeze(-2), selected_values).squeeze(-2)
-    return out.to(queries.dtype)
+    out = torch.matmul(probs.unsqueeze(-2), selected_values).squeeze(-2)
+    return out if out.dtype == queries.dtype else out.to(queries.dtype)
 
 
 def grouped_probs_values(probs: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

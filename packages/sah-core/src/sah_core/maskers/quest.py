@@ -41,7 +41,12 @@ from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_int, known_spans
 from sah_core.maskers.key_state_cache import prefix_unchanged
-from sah_core.maskers.topk_base import TopKMasker, TopKMaskerConfig, exclude_previous
+from sah_core.maskers.topk_base import (
+    TopKMasker,
+    TopKMaskerConfig,
+    exclude_previous,
+    free_range,
+)
 
 #: Fewest pages a row buys (the authors' evaluation code: ``max(3, budget // page_size)``).
 MIN_PAGES = 3
@@ -82,6 +87,23 @@ def key_pages(call: CallPlan, page_size: int) -> tuple[torch.Tensor, int]:
     return torch.where(positions >= 0, positions // page_size, -1), -(-longest // page_size)
 
 
+_OFFSETS: dict[tuple[int, str], torch.Tensor] = {}
+
+
+def page_offsets(page_size: int, device: torch.device) -> torch.Tensor:
+    """``arange(page_size)`` (cached per device): a page's keys from its first key."""
+    key = (page_size, str(device))
+    offsets = _OFFSETS.get(key)
+    if offsets is None:
+        offsets = _OFFSETS.setdefault(key, torch.arange(page_size, device=device))
+    return offsets
+
+
+def regular_pages(key_len: int, page_size: int, device: torch.device) -> torch.Tensor:
+    """Page of every key ``[1, K]`` without padding: key ``j`` is in page ``j // page_size``."""
+    return (torch.arange(key_len, device=device) // page_size).unsqueeze(0)
+
+
 def to_slot(pages: torch.Tensor, slot: int) -> torch.Tensor:
     """``pages`` with padded keys (-1) sent to the dump slot ``slot``."""
     return torch.where(pages < 0, slot, pages)
@@ -99,8 +121,11 @@ def merge_page_bounds(
     high.scatter_reduce_(2, index, values, reduce="amax", include_self=True)
 
 
-def quantize_bounds(low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.Tensor:
-    """``[B, H, P, 2, D]`` bounds, quantised outward to ``bits`` (32: exact)."""
+def quantize_bounds(
+    low: torch.Tensor, high: torch.Tensor, bits: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, high)`` page bounds ``[B, H, P, D]``, quantised outward to ``bits`` (32: the
+    exact bounds, not copied)."""
     if bits < 32:
         scale_src = torch.stack([low, high], dim=3).nan_to_num(0.0, 0.0, 0.0)
         scale = scale_src.abs().flatten(-2).amax(-1, keepdim=True)  # one scale per page
@@ -109,7 +134,7 @@ def quantize_bounds(low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.T
         # that sits exactly on a level (the page's largest |value| always does)
         low = (low / step + _SLACK).floor() * step
         high = (high / step - _SLACK).ceil() * step
-    return torch.stack([low, high], dim=3)
+    return low, high
 
 
 class QuestTopKMasker(TopKMasker):
@@ -134,19 +159,29 @@ class QuestTopKMasker(TopKMasker):
         return torch.where(tokens > 0, pages, 0.0).to(torch.int64)
 
     def prepare(self, call: CallPlan) -> Any:
-        """Page bounds of all keys ``[B, Hkv, P, 2, D]`` plus each key's page, kept in the
-        state slot and extended with the new keys only."""
+        """``(low, high)`` page bounds of all keys ``[B, Hkv, P, D]`` plus each key's page
+        (None without padding: key ``j`` is in page ``j // page_size``) and ``P``; the exact
+        bounds are kept in the state slot and extended with the new keys only."""
         size = self.config.page_size
-        pages, count = key_pages(call, size)
         keys = call.keys
         b, h, k, d = keys.shape
+        regular = call.key_positions is None  # no padding: key j is in page j // size
+        if regular:
+            pages, count = None, -(-k // size)
+        else:
+            pages, count = key_pages(call, size)
         entry = call.state.get("pages")
         resume = 0
         if (
             isinstance(entry, dict)
             and entry["page_size"] == size
             and prefix_unchanged(keys, entry["key_len"], entry["probe"])
-            and torch.equal(entry["pages"], pages[:, : entry["key_len"]])
+            and (
+                entry["pages"] is None
+                if pages is None
+                else entry["pages"] is not None
+                and torch.equal(entry["pages"], pages[:, : entry["key_len"]])
+            )
         ):
             resume = entry["key_len"]
             low, high = entry["low"], entry["high"]
@@ -160,10 +195,18 @@ class QuestTopKMasker(TopKMasker):
         else:
             low = keys.new_full((b, h, count + 1, d), float("inf"), dtype=torch.float32)
             high = keys.new_full((b, h, count + 1, d), float("-inf"), dtype=torch.float32)
-        # the dump page of padded keys is the last slot of the buffer
-        merge_page_bounds(
-            low, high, keys[:, :, resume:], to_slot(pages[:, resume:], low.shape[2] - 1)
-        )
+        if pages is None and k - resume == 1:  # one new key (decode): fold it into its page
+            key = keys[:, :, k - 1].float()
+            page_low, page_high = low[:, :, (k - 1) // size], high[:, :, (k - 1) // size]
+            torch.minimum(page_low, key, out=page_low)
+            torch.maximum(page_high, key, out=page_high)
+        elif pages is None and k > resume:
+            new_pages = (torch.arange(resume, k, device=keys.device) // size).unsqueeze(0)
+            merge_page_bounds(low, high, keys[:, :, resume:], new_pages)
+        elif pages is not None:  # the dump page of padded keys is the last slot of the buffer
+            merge_page_bounds(
+                low, high, keys[:, :, resume:], to_slot(pages[:, resume:], low.shape[2] - 1)
+            )
         call.state["pages"] = {
             "page_size": size,
             "low": low,
@@ -173,23 +216,31 @@ class QuestTopKMasker(TopKMasker):
             "pages": pages,
         }
         bounds = quantize_bounds(low[:, :, :count], high[:, :, :count], self.config.label_bits)
-        return bounds, pages, count
+        return bounds, pages, count  # pages None: regular (key j in page j // page_size)
 
-    def page_scores(self, chunk: QueryChunk, bounds: torch.Tensor) -> torch.Tensor:
-        """Quest's bound of every page for the chunk's queries ``[B, Hq, Qc, P]``."""
-        low, high = bounds[:, :, :, 0], bounds[:, :, :, 1]
+    def page_scores(
+        self, chunk: QueryChunk, bounds: tuple[torch.Tensor, torch.Tensor]
+    ) -> torch.Tensor:
+        """Quest's bound of every page for the chunk's queries ``[B, Hq, Qc, P]``
+        (``bounds``: the page minima and maxima ``[B, Hkv, P, D]``)."""
+        low, high = bounds
         b, hq, qc, d = chunk.queries.shape
-        hkv = bounds.shape[1]
-        grouped = chunk.queries.float().reshape(b, hkv, (hq // hkv) * qc, d)
+        hkv = low.shape[1]
+        queries = chunk.queries
+        grouped = (queries if queries.dtype == torch.float32 else queries.float()).reshape(
+            b, hkv, (hq // hkv) * qc, d
+        )
         # max(q m, q M) summed over d = relu(q) . M + min(q, 0) . m
         scores = grouped.clamp_min(0.0) @ high.transpose(-1, -2)
         scores += grouped.clamp_max(0.0) @ low.transpose(-1, -2)
-        return scores.view(b, hq, qc, bounds.shape[2])
+        return scores.view(b, hq, qc, low.shape[2])
 
     def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         """Every key gets its page's bound (padded keys -inf); used by tests and plug-ins
         that rank keys, while :meth:`add_mask` selects whole pages."""
         bounds, pages, count = state
+        if pages is None:
+            pages = regular_pages(call.k_len, self.config.page_size, call.device)
         scores = self.page_scores(chunk, bounds)
         scores = torch.nn.functional.pad(scores, (0, 1), value=float("-inf"))
         index = to_slot(pages, count).view(pages.shape[0], 1, 1, -1)
@@ -221,9 +272,25 @@ class QuestTopKMasker(TopKMasker):
                 return previous
         state = self.prepare(call)
         spans = known_spans(call, previous)
+        chunks = call.query_chunks()
+        free = None if spans is None else free_range(spans, k)
+        if (
+            isinstance(wanted, int)
+            and free is not None
+            and len(chunks) == 1
+            and chunks[0].attention_mask is None
+        ):
+            mine = Mask.from_index(
+                self._pages_in_range(chunks[0], state, wanted, free),
+                None,
+                shape,
+                assume_unique=True,
+                validate=False,
+                dtype=previous.dtype,
+            )
+            return previous.merge_disjoint(mine)
         parts = [
-            self._select_pages(call, chunk, state, wanted, previous, spans)
-            for chunk in call.query_chunks()
+            self._select_pages(call, chunk, state, wanted, previous, spans) for chunk in chunks
         ]
         width = max(part.shape[-1] for part in parts)
         pad = torch.nn.functional.pad
@@ -232,6 +299,27 @@ class QuestTopKMasker(TopKMasker):
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
         return previous.merge_disjoint(mine)
+
+    def _pages_in_range(
+        self, chunk: QueryChunk, state: Any, wanted: int, free: tuple[int, int]
+    ) -> torch.Tensor:
+        """Decode fast path of :meth:`_select_pages`: the eligible keys are one range
+        ``[lo, hi)`` (the previous mask is sink + local spans, no attention mask, no padding),
+        so the candidate pages are the pages ``lo // page_size .. (hi - 1) // page_size``: a
+        top-k of that slice of the page scores, whose pages' keys inside ``[lo, hi)`` are
+        kept. The same keys as the general path (page order, -1 padded)."""
+        bounds, _, count = state
+        lo, hi = free
+        size = self.config.page_size
+        b, h, rows = (int(x) for x in chunk.queries.shape[:3])
+        if hi <= lo or count == 0:
+            return torch.full((b, h, rows, 0), -1, dtype=torch.int64, device=chunk.queries.device)
+        first, last = lo // size, (hi - 1) // size + 1
+        scores = self.page_scores(chunk, bounds)[..., first:last].contiguous()
+        best, order = scores.topk(min(wanted, last - first), dim=-1, sorted=False)
+        keys = order.add_(first).mul_(size).unsqueeze(-1) + page_offsets(size, order.device)
+        drop = (keys < lo) | (keys >= hi) | ~torch.isfinite(best).unsqueeze(-1)
+        return keys.masked_fill_(drop, -1).view(b, h, rows, -1)
 
     def _select_pages(
         self,
@@ -244,6 +332,8 @@ class QuestTopKMasker(TopKMasker):
     ) -> torch.Tensor:
         """Index form ``[B, Hq, Qc, L]`` of the keys of each row's best candidate pages."""
         bounds, pages, count = state
+        if pages is None:
+            pages = regular_pages(call.k_len, self.config.page_size, call.device)
         b, h, rows = call.batch, call.num_q_heads, chunk.rows
         limit = chunk.key_limit
         if limit == 0 or count == 0:

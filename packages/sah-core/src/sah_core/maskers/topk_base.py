@@ -89,6 +89,23 @@ def exclude_previous(scores: torch.Tensor, previous: Mask) -> torch.Tensor:
     return scores.scatter_reduce_(-1, safe, src, reduce="amin", include_self=True)
 
 
+def free_range(spans: list[tuple[int, int]], key_len: int) -> tuple[int, int] | None:
+    """The one key range ``[lo, hi)`` of ``[0, key_len)`` that ``spans`` leave free, when the
+    spans cover exactly a prefix and a suffix (sink + local window; ``[]``: every key); None
+    when they leave several ranges. ``hi <= lo``: the spans cover every key."""
+    lo, hi = 0, key_len
+    for a, z in sorted((max(0, a), min(key_len, z)) for a, z in spans):
+        if z <= a:
+            continue
+        if a <= lo:
+            lo = max(lo, z)
+        elif z >= hi or z >= key_len:
+            hi = min(hi, a)
+        else:
+            return None  # a span inside the free range splits it
+    return lo, max(lo, hi)
+
+
 _SIGN_FLIP = 0x7FFFFFFF
 
 
@@ -180,6 +197,14 @@ class TopKMasker(ResearchMasker):
             previous_for_select = previous
         chunks = call.query_chunks()
         take = min(budget, k)
+        if spans is not None and row_budget is None and len(chunks) == 1:
+            fast = self._top_outside_spans(call, chunks[0], state, spans, budget)
+            if fast is not None:
+                self._spans = None
+                mine = Mask.from_index(
+                    fast, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
+                )
+                return previous.merge_disjoint(mine)
         if len(chunks) == 1 and chunks[0].key_limit > 0:
             chunk = chunks[0]
             chosen = self._select(
@@ -214,6 +239,51 @@ class TopKMasker(ResearchMasker):
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
         return previous.merge_disjoint(mine)
+
+    def _top_outside_spans(
+        self,
+        call: CallPlan,
+        chunk: QueryChunk,
+        state: Any,
+        spans: list[tuple[int, int]],
+        budget: int,
+    ) -> torch.Tensor | None:
+        """Decode fast path of :meth:`add_mask`: the previous mask is whole key ranges that
+        leave one free range ``[lo, hi)`` (sink + local window, or nothing selected yet), no
+        attention mask, one chunk: a top-k of the free slice of the scores (no ``-inf``
+        blanking of the spans, which makes ``torch.topk`` several times slower, no copy of
+        shared scores). The same picks as the general path; None when it does not apply."""
+        k = call.k_len
+        free = free_range(spans, k)
+        if (
+            free is None
+            or chunk.attention_mask is not None
+            or self.tied_scores
+            or type(self)._select is not TopKMasker._select
+        ):
+            return None
+        lo, hi = free
+        if self._old_scores:
+            scores = self._hook_scores(call, chunk, state)
+        else:
+            scores = self.key_scores(call, chunk, state)
+        if scores.shape[-1] < k:
+            raise ValueError(
+                f"key_scores returned {scores.shape[-1]} columns, which is not allowed: "
+                f"need >= key_limit={k}"
+            )
+        take = min(budget, k)
+        if hi <= lo:  # every key is already selected
+            return torch.full((*call.shape[:3], take), -1, dtype=torch.int64, device=call.device)
+        part = scores[..., lo:hi]
+        part = part.float() if part.dtype != torch.float32 else part.contiguous()
+        values, idx = part.topk(min(take, hi - lo), dim=-1, sorted=False)
+        if lo:
+            idx.add_(lo)
+        idx.masked_fill_(values == float("-inf"), -1)  # a key the masker scored -inf
+        if idx.shape[-1] < take:
+            idx = torch.nn.functional.pad(idx, (0, take - idx.shape[-1]), value=-1)
+        return idx
 
     def _select_flags(self, row_budget: torch.Tensor | None) -> tuple[bool, ...]:
         # passed only when needed, so subclasses overriding the 5-argument _select keep working
