@@ -109,15 +109,37 @@ class HashAttentionTopKMaskerConfig(TopKMaskerConfig):
 
 
 def signed_codes(
-    x: torch.Tensor, mlp: MLP, activation: Callable[..., torch.Tensor]
+    x: torch.Tensor,
+    mlp: MLP,
+    activation: Callable[..., torch.Tensor],
+    dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """``x [B, H, N, D]`` -> +-1 codes ``[B, H, N, bits]`` (float32) through per-head MLPs."""
+    """``x [B, H, N, D]`` -> +-1 codes ``[B, H, N, bits]`` (``dtype``, float32 by default)
+    through per-head MLPs."""
     out = x.float()
     for position, (weight, bias) in enumerate(mlp):
         out = torch.matmul(out, weight.unsqueeze(0)) + bias[None, :, None, :]
         if position < len(mlp) - 1:
             out = activation(out)
-    return torch.where(out >= 0, 1.0, -1.0)
+    one = torch.ones((), dtype=dtype, device=out.device)
+    return torch.where(out >= 0, one, -one)
+
+
+def code_dtype(device: torch.device, bits: int) -> torch.dtype:
+    """The dtype the +-1 codes are matched in: bfloat16 where its matmul is native (the
+    products are +-1 and the sums integers in ``[-bits, bits]``, exact in bfloat16 up to 256
+    bits, with half the memory and ~3x the CPU speed of float32), else float32."""
+    if bits > 256:
+        return torch.float32
+    if device.type == "cpu":
+        supported = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return torch.bfloat16 if supported is not None and supported() else torch.float32
+        except RuntimeError:
+            return torch.float32
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
 
 
 class HashAttentionTopKMasker(TopKMasker):
@@ -286,10 +308,12 @@ class HashAttentionTopKMasker(TopKMasker):
         per_query_head = key_mlp[0][0].shape[0] != keys.shape[1]
         group = queries.shape[1] // keys.shape[1]
 
+        dtype = code_dtype(keys.device, self.config.hat_bits)
+
         def key_codes(segment: torch.Tensor) -> torch.Tensor:
             if per_query_head:
                 segment = segment.repeat_interleave(group, dim=1)
-            return signed_codes(segment, key_mlp, self._activation)
+            return signed_codes(segment, key_mlp, self._activation, dtype)
 
         state = call.state
         codes = incremental_key_features(state, "key_codes", keys, key_codes)
@@ -297,7 +321,7 @@ class HashAttentionTopKMasker(TopKMasker):
 
     def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         key_codes, query_mlp = state
-        query_codes = signed_codes(chunk.queries, query_mlp, self._activation)
+        query_codes = signed_codes(chunk.queries, query_mlp, self._activation, key_codes.dtype)
         agreement = grouped_scores(query_codes, key_codes[:, :, : chunk.key_limit], 1.0)
-        # +-1 inner product -> number of matching bits
-        return agreement.add_(self.config.hat_bits).mul_(0.5)
+        # +-1 inner product (an exact integer) -> number of matching bits
+        return agreement.float().add_(self.config.hat_bits).mul_(0.5)

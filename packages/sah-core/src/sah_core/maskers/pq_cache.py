@@ -8,8 +8,9 @@ Per KV head the key dimension ``D`` is split into ``m = pq_group_factor`` sub-ve
 centroids are learned with ``kmeans_iter`` Lloyd iterations (initialised deterministically
 with evenly spaced keys; fewer centroids when there are fewer keys; an empty cluster keeps its
 centroid), every key is coded by its nearest centroid per sub-space, and ``q . k`` is
-approximated by ``sum_s q_s . c_s[code_s(k)]`` (a lookup per sub-space; here computed as
-``q . k_hat`` with the reconstructed key). The top ``heavy_size`` keys are kept.
+approximated by ``sum_s q_s . c_s[code_s(k)]`` (a lookup per sub-space, as in the paper:
+each query's ``m x 2^pq_bits`` table of ``q_s . c`` is read at the keys' codes). The top
+``heavy_size`` keys are kept.
 
 ``metric`` is the similarity k-means clusters with: ``"euclidean"`` (nearest centroid in L2)
 or ``"ip"`` (largest inner product); centroids are cluster means in both cases. Keys before
@@ -23,7 +24,8 @@ State (the masker's slot): the centroids are fitted once, on the keys of the
 first call that has keys past ``init_offset`` (the context prefill, as in PQCache), and new
 decode keys are coded with those centroids; codes (and the keys rebuilt from them) are cached
 and extended incrementally. If the keys no longer extend the fitted ones (a new request), the
-centroids are refitted.
+centroids are refitted. (Earlier versions also cached the rebuilt keys ``k_hat`` and scored
+``q . k_hat``: the same scores up to float rounding, at the cost of a dense ``[N, D]`` read.)
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from typing import Any, ClassVar
 import torch
 
 from sah_core import search_space as sp
-from sah_core.attention.common import grouped_scores
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.maskers.base import check_choice, check_int
 from sah_core.maskers.key_state_cache import incremental_key_features, prefix_unchanged
@@ -223,18 +224,46 @@ class PQCache(TopKMasker):
             codes = assign(split_subspaces(segment, parts), centroids, metric, slot_valid)
             return codes.transpose(-1, -2)
 
-        incremental_key_features(state, "codes", call.keys, key_codes)
-        # the reconstructed keys are cached too, so decode never rebuilds all of them
-        return incremental_key_features(
-            state, "approx_keys", call.keys, lambda seg: reconstruct(key_codes(seg), centroids)
-        )
+        codes = incremental_key_features(state, "codes", call.keys, key_codes)
+        state.pop("approx_keys", None)  # older states cached the rebuilt keys
+        return codes, centroids
 
     def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         b, hq, qc, _ = chunk.queries.shape
         key_limit = chunk.key_limit
         if state is None:  # only sink-region keys so far
             return torch.full((b, hq, qc, key_limit), float("-inf"), device=call.device)
-        approx_keys: torch.Tensor = state
-        scores = grouped_scores(chunk.queries.float(), approx_keys[:, :, :key_limit], 1.0)
+        codes, centroids = state
+        scores = lookup_scores(chunk.queries, codes[:, :, :key_limit], centroids)
         scores[..., : self.config.init_offset] = float("-inf")
         return scores
+
+
+def lookup_scores(
+    queries: torch.Tensor, codes: torch.Tensor, centroids: torch.Tensor
+) -> torch.Tensor:
+    """PQ inner products by table lookup, as in the paper: ``sum_s q_s . c_s[code_s(k)]``.
+
+    ``queries [B, Hq, Q, D]``, ``codes [B, Hkv, N, m]`` (int64), ``centroids [B, Hkv, m, C,
+    D/m]`` -> fp32 ``[B, Hq, Q, N]``. One small matmul gives each query's ``m x C`` table of
+    ``q_s . c`` and one gather reads it per key: no ``[N, D]`` reconstructed keys are read
+    (at 32K keys those cost as much memory traffic as the dense ``q . K``). Keys sharing
+    their codes get bit-identical scores.
+    """
+    b, hq, q, _ = queries.shape
+    hkv, m, clusters, sub = centroids.shape[1:]
+    n = codes.shape[2]
+    group = hq // hkv
+    # [B, Hkv, m, G*Q, sub] @ [B, Hkv, m, sub, C] -> tables [B, Hkv, G*Q, m*C]
+    grouped = queries.float().reshape(b, hkv, group * q, m, sub).transpose(2, 3)
+    tables = torch.matmul(grouped, centroids.transpose(-1, -2)).transpose(2, 3)
+    tables = tables.reshape(b, hkv, group * q, m * clusters)
+    if m == 1:
+        index = codes.reshape(b, hkv, 1, n)
+    else:
+        offsets = torch.arange(0, m * clusters, clusters, device=codes.device)
+        index = (codes + offsets).reshape(b, hkv, 1, n * m)
+    picked = tables.gather(-1, index.expand(b, hkv, group * q, index.shape[-1]))
+    if m > 1:
+        picked = picked.view(b, hkv, group * q, n, m).sum(-1)
+    return picked.view(b, hq, q, n)
