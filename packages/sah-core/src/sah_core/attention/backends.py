@@ -123,6 +123,8 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
         assert isinstance(mask, BlockSparseMask)
         return block_mask_attention_reference(call, mask)  # tiled, no [B, Hq, Q, K] tensor
     if kind == "index":
+        from sah_core.attention.common import index_logits
+
         indices, weights = mask.index_view()
         return index_attention_reference_named(
             call.queries,
@@ -136,6 +138,7 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
             dropout=call.dropout,
             query_chunk_size=call.requested_chunk_rows,
             shared_scores=call.cached_scores,
+            logits=index_logits(call, mask),
         )
     out = dense_mask_attention(
         call.queries,

@@ -117,3 +117,41 @@ def grouped_scores(queries: torch.Tensor, keys: torch.Tensor, scaling: float) ->
     grouped = queries.reshape(b, hkv, group * q, d)
     scores = torch.matmul(grouped, keys.transpose(-1, -2))
     return scores.view(b, hq, q, k)
+
+
+def grouped_scores_into(
+    queries: torch.Tensor, keys: torch.Tensor, scaling: float, buffer: torch.Tensor
+) -> torch.Tensor:
+    """:func:`grouped_scores` written into the front of ``buffer`` (flat, the queries' dtype,
+    at least ``B * Hq * Q * K`` elements): a loop over query chunks reuses one allocation
+    instead of a fresh ``[B, Hq, Qc, K]`` tensor (and its page faults) per chunk."""
+    b, hq, q, d = queries.shape
+    hkv, k = keys.shape[1], keys.shape[2]
+    group = hq // hkv
+    if scaling != 1.0:
+        queries = queries * scaling
+    grouped = queries.reshape(b, hkv, group * q, d)
+    out = buffer[: b * hq * q * k].view(b, hkv, group * q, k)
+    torch.matmul(grouped, keys.transpose(-1, -2), out=out)
+    return out.view(b, hq, q, k)
+
+
+#: ``CallPlan._shared`` key of the logits a masker kept for its index-form mask
+_INDEX_LOGITS = "index_logits"
+
+
+def remember_index_logits(call: Any, mask: Any, logits: torch.Tensor) -> None:
+    """Record, for ``call``, the logits ``scaling * q . k_j + attention_mask[j]`` (fp32,
+    ``[B, Hq, Q, L]``, ``-inf`` at padding) of every entry of the index-form ``mask``: the
+    reference attention then reads them instead of recomputing ``q . K`` (a top-k masker over
+    the exact logits computes them anyway). Only this very mask object matches."""
+    call._shared[_INDEX_LOGITS] = (mask, logits)
+
+
+def index_logits(call: Any, mask: Any) -> torch.Tensor | None:
+    """The logits :func:`remember_index_logits` kept for ``mask`` (this object), or None."""
+    entry = call._shared.get(_INDEX_LOGITS)
+    if entry is None or entry[0] is not mask:
+        return None
+    logits: torch.Tensor = entry[1]
+    return logits

@@ -176,13 +176,20 @@ def index_attention_reference_named(
     dropout: float = 0.0,
     query_chunk_size: int | None = None,
     shared_scores: Callable[[int, int], torch.Tensor | None] | None = None,
+    logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, str]:
     """:func:`index_attention_reference` plus the strategy that ran (for the metrics).
 
     ``shared_scores(start, end)`` (e.g. :meth:`CallPlan.cached_scores`) may return the
     logits ``scaling * q . k`` ``[B, Hq, end-start, K']`` a masker already computed for those
     query rows; the gather path then reads the selected keys' logits from it instead of
-    gathering their keys (read-only; None = compute them)."""
+    gathering their keys (read-only; None = compute them).
+
+    ``logits`` (fp32 ``[B, Hq, Q, L]``, read-only) are the logits of every index entry with
+    the attention mask already added, ``scaling * q . k_j + attention_mask[j]`` (entries at
+    -1 are ignored), as a top-k masker over the exact logits keeps them
+    (:func:`~sah_core.attention.common.remember_index_logits`): no ``q . K`` is computed and
+    no key is read; the importance weights are still applied here."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     width = indices.shape[-1]
@@ -192,6 +199,10 @@ def index_attention_reference_named(
     name = "reference/gather" if use_gather else "reference/dense-chunk"
     if q == 0:
         return out, name
+    if logits is not None:
+        return _attention_from_logits(
+            values, indices, weights, logits, s_aux, dropout, query_chunk_size, use_gather, out
+        ), f"{name}+logits"
     if use_gather:
         # the gathered [.., L, D] rows are the working tensor (a 4x larger budget: no K axis)
         chunk = plan_chunk_rows(query_chunk_size, max(1, b * hq * max(width, 1) * d) // 4)
@@ -229,9 +240,10 @@ def _add_importance_bias(
     """In place: ``-log(w)`` for attended entries, ``-inf`` for padding / weight 0."""
     if weights is None:  # binary mask: only padding needs masking
         return logits.masked_fill_(indices < 0, float("-inf"))
-    # padding carries weight 0 by the Mask contract, so w > 0 alone identifies real entries
-    w = weights.float()
-    return logits.add_(torch.where(w > 0, torch.log(w).neg_(), float("-inf")))
+    # padding carries weight 0 by the Mask contract, so w > 0 alone identifies real entries;
+    # logit - log(w) is exactly logit + (-log(w)), and weight 0 (log = -inf) is blanked after
+    w = weights if weights.dtype == torch.float32 else weights.float()
+    return logits.sub_(torch.log(w)).masked_fill_(~(w > 0), float("-inf"))  # NaN w: -inf
 
 
 _HEAD_ROWS: dict[tuple[int, int, int, str], torch.Tensor] = {}
@@ -307,7 +319,7 @@ def _gather_chunk(
     else:
         selected_keys = gather_kv_rows(keys, indices, rows)  # [B, Hq, Qc, L, D]
         logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
-        logits = logits.float().mul_(scaling)
+        logits = (logits if logits.dtype == torch.float32 else logits.float()).mul_(scaling)
     logits = _add_importance_bias(logits, indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
@@ -364,3 +376,57 @@ def _dense_chunk(
     dense_probs = scores if scores.dtype == values.dtype else scores.to(values.dtype)
     dense_probs.zero_().scatter_add_(-1, safe, probs.to(values.dtype))
     return grouped_probs_values(dense_probs, values).to(queries.dtype)
+
+
+def _attention_from_logits(
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    weights: torch.Tensor | None,
+    logits: torch.Tensor,
+    s_aux: torch.Tensor | None,
+    dropout: float,
+    query_chunk_size: int | None,
+    use_gather: bool,
+    out: torch.Tensor,
+) -> torch.Tensor:
+    """Index attention from precomputed logits (see ``logits`` of
+    :func:`index_attention_reference_named`): per query chunk a softmax over the ``L``
+    logits, then ``p @ v`` -- from the gathered value rows (few query rows), or as one
+    grouped matmul over the probabilities scattered into a zero ``[.., Qc, K']`` buffer
+    (reused across chunks)."""
+    b, hq, q, _ = indices.shape
+    k = values.shape[2]
+    if use_gather:
+        rows_per = plan_chunk_rows(
+            query_chunk_size, max(1, b * hq * max(indices.shape[-1], 1) * values.shape[-1]) // 4
+        )
+    else:
+        rows_per = plan_chunk_rows(query_chunk_size, b * hq * k)
+    rows_per = min(rows_per, q)
+    buffer = None if use_gather else values.new_empty(b * hq * rows_per * k)
+    for start in range(0, q, rows_per):
+        end = min(q, start + rows_per)
+        idx = indices[:, :, start:end]
+        chunk_logits = logits[:, :, start:end]
+        if weights is None:
+            chunk_logits = chunk_logits.masked_fill(idx < 0, float("-inf"))
+        else:
+            chunk_logits = _add_importance_bias(chunk_logits.clone(), idx, weights[:, :, start:end])
+        probs = apply_dropout(softmax_with_sink(chunk_logits, s_aux), dropout)
+        safe = idx.clamp(min=0)
+        if use_gather:
+            selected_values = gather_kv_rows(values, idx)
+            part = torch.matmul(probs.to(values.dtype).unsqueeze(-2), selected_values).squeeze(-2)
+        else:
+            limit = int(idx.max()) + 1 if idx.numel() > 0 else 0
+            if limit <= 0:
+                out[:, :, start:end] = 0
+                continue
+            assert buffer is not None
+            dense_probs = buffer[: b * hq * (end - start) * limit].view(b, hq, end - start, limit)
+            dense_probs.zero_().scatter_add_(-1, safe, probs.to(values.dtype))
+            part = grouped_probs_values(dense_probs, values)
+        if start == 0 and end == q:
+            return part.to(out.dtype)
+        out[:, :, start:end] = part
+    return out

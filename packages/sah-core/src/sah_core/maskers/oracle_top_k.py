@@ -31,6 +31,8 @@ class OracleTopK(TopKMasker):
 
     config_type = OracleTopKConfig
     config: OracleTopKConfig
+    #: the scores are the exact logits: a prefill keeps the selected ones for the attention
+    logit_scores = True
 
     def key_scores(self, call: CallPlan, chunk: QueryChunk, state: Any) -> torch.Tensor:
         # the call's shared scores: the attention reuses them for the selected keys

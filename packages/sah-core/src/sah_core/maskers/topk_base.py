@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from sah_core import search_space as sp
+from sah_core.attention.common import grouped_scores_into, remember_index_logits
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -124,6 +125,44 @@ def ordered_int_key(value: float) -> int:
     return bits ^ _SIGN_FLIP if bits < 0 else bits
 
 
+def stable_top(
+    scores: torch.Tensor, take: int, best_first: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(values, indices)`` of the ``take`` best entries of each row of fp32 ``scores [...,
+    L]``, ties broken toward the lower index: the same set as the first ``take`` of a stable
+    descending sort. Indices ascend within a row unless ``best_first`` (then they follow the
+    scores, ties by index, as the sort would give them).
+
+    One ``torch.topk`` finds the ``take``-th best value ``v`` of each row; the row keeps every
+    entry above ``v`` and the lowest-index entries equal to ``v`` until it holds ``take``: a
+    few passes over the row instead of a sort of it (a stable sort of a 32K-key row costs
+    5-10x a top-k). A row with NaN falls back to the sort (NaN ranks highest in both).
+    """
+    length = scores.shape[-1]
+    take = min(take, length)
+    if take == 0 or take == length:
+        if not best_first:
+            idx = torch.arange(take, device=scores.device).expand(*scores.shape[:-1], take)
+            return scores[..., :take], idx
+        values, idx = scores.sort(dim=-1, descending=True, stable=True)
+        return values[..., :take], idx[..., :take]
+    kth = scores.topk(take, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+    if bool(torch.isnan(kth).any()):
+        values, idx = scores.sort(dim=-1, descending=True, stable=True)
+        return values[..., :take], idx[..., :take]
+    equal = scores == kth
+    chosen = scores > kth
+    need = chosen.sum(-1, keepdim=True, dtype=torch.int32).neg_().add_(take)
+    chosen |= equal.logical_and_(equal.cumsum(-1, dtype=torch.int32) <= need)
+    # exactly `take` entries per row: the row-major nonzero lists them row by row, ascending
+    idx = chosen.view(-1, length).nonzero()[:, 1].view(*scores.shape[:-1], take)
+    values = scores.gather(-1, idx)
+    if best_first:
+        values, order = values.sort(dim=-1, descending=True, stable=True)
+        idx = idx.gather(-1, order)
+    return values, idx
+
+
 class TopKMasker(ResearchMasker):
     """Base of the top-k maskers (see module doc). Override ``key_scores`` only.
 
@@ -139,6 +178,12 @@ class TopKMasker(ResearchMasker):
     #: True when many keys can share one score (bit counts, shared codes): ties then go to
     #: the lower key index (a stable sort), the same batched and alone.
     tied_scores: ClassVar[bool] = False
+    #: True when ``key_scores`` returns ``call.chunk_scores(chunk)`` unchanged, the exact
+    #: logits ``scaling * q . k`` (OracleTopK): a call of several query chunks (prefill) then
+    #: computes them itself, chunk by chunk into one reused buffer, and keeps the selected
+    #: keys' logits for the attention (which then skips its own ``q . K``). A subclass that
+    #: overrides ``key_scores`` is False unless it sets this itself.
+    logit_scores: ClassVar[bool] = False
     _old_prepare: bool = False
     _old_scores: bool = False
 
@@ -146,6 +191,8 @@ class TopKMasker(ResearchMasker):
         super().__init_subclass__(**kwargs)
         cls._old_prepare = uses_old_signature(cls.prepare)
         cls._old_scores = uses_old_signature(cls.key_scores)
+        if "key_scores" in cls.__dict__ and "logit_scores" not in cls.__dict__:
+            cls.logit_scores = False
 
     def budget(self, key_len: int) -> int:
         """Keys to select per row for a key length (default: ``heavy_size`` resolved)."""
@@ -205,6 +252,18 @@ class TopKMasker(ResearchMasker):
                     fast, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
                 )
                 return previous.merge_disjoint(mine)
+        if (
+            len(chunks) > 1
+            and row_budget is None
+            and self.logit_scores
+            and not self.tied_scores
+            and not self._old_scores
+            and type(self)._select is TopKMasker._select
+        ):
+            fused = self._select_keeping_logits(call, previous, spans, take, chunks)
+            if fused is not None:
+                self._spans = None
+                return fused
         if len(chunks) == 1 and chunks[0].key_limit > 0:
             chunk = chunks[0]
             chosen = self._select(
@@ -284,6 +343,109 @@ class TopKMasker(ResearchMasker):
         if idx.shape[-1] < take:
             idx = torch.nn.functional.pad(idx, (0, take - idx.shape[-1]), value=-1)
         return idx
+
+    def _select_keeping_logits(
+        self,
+        call: CallPlan,
+        previous: Mask,
+        spans: list[tuple[int, int]] | None,
+        take: int,
+        chunks: tuple[QueryChunk, ...],
+    ) -> Mask | None:
+        """The prefill path of :meth:`add_mask` for exact-logit scores (``logit_scores``):
+        per query chunk one ``q . K`` into a reused buffer, the attention mask added, the
+        previous keys' logits read (whole ranges by slicing, else by index), a top-k over the
+        keys the previous mask leaves; the result is the merged mask (previous keys first,
+        as ``merge_disjoint`` lays them out) and the logits of all its entries, kept for the
+        attention (:func:`~sah_core.attention.common.remember_index_logits`). The same picks
+        as the general path; None (use that path) for a previous mask with weights."""
+        b, h, q, k = call.shape
+        device = call.device
+        prefix = 0  # keys [0, prefix) are previous ones: the top-k runs on the rest
+        if spans is not None:
+            ranges = [(max(0, lo), min(k, hi)) for lo, hi in spans]
+            ranges = [(lo, hi) for lo, hi in ranges if hi > lo]
+            width_prev = sum(hi - lo for lo, hi in ranges)
+            prev_idx = None
+            if len(ranges) == 1 and ranges[0][0] == 0:
+                prefix = ranges[0][1]
+        else:
+            if previous.representation != "index":
+                return None
+            prev_idx, prev_w = previous.index_view()
+            if prev_w is not None:
+                return None
+            ranges = []
+            width_prev = int(prev_idx.shape[-1])
+        width = width_prev + take
+        indices = torch.empty((b, h, q, width), dtype=torch.int64, device=device)
+        logits = torch.empty((b, h, q, width), dtype=torch.float32, device=device)
+        if ranges:
+            cols = torch.cat([torch.arange(lo, hi, device=device) for lo, hi in ranges])
+            indices[..., :width_prev] = cols
+        elif prev_idx is not None and width_prev:
+            indices[..., :width_prev] = prev_idx
+        rows_max = max(chunk.rows for chunk in chunks)
+        buffer = call.queries.new_empty(b * h * rows_max * k)
+        for chunk in chunks:
+            out_idx = indices[:, :, chunk.start : chunk.end]
+            out_logits = logits[:, :, chunk.start : chunk.end]
+            limit = chunk.key_limit
+            if limit == 0:  # every key is forbidden for these rows
+                out_logits.fill_(float("-inf"))
+                out_idx[..., width_prev:] = -1
+                continue
+            scores = grouped_scores_into(
+                chunk.queries, call.keys[:, :, :limit], call.scaling, buffer
+            )
+            if scores.dtype != torch.float32:
+                scores = scores.float()
+            mask_chunk = chunk.attention_mask
+            forbidden_below = float("-inf")
+            if mask_chunk is not None:
+                scores.add_(mask_chunk[..., :limit])
+                forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
+            # the previous keys' logits, then those keys out of the top-k
+            candidates, offset = scores, 0
+            if prev_idx is not None:
+                if width_prev:
+                    pidx = prev_idx[:, :, chunk.start : chunk.end]
+                    inside = (pidx >= 0) & (pidx < limit)
+                    picked = scores.gather(-1, pidx.clamp(0, limit - 1))
+                    out_logits[..., :width_prev] = picked.masked_fill_(~inside, float("-inf"))
+                    exclude_previous(scores, previous.query_slice(chunk.start, chunk.end))
+            else:
+                col = 0
+                for lo, hi in ranges:
+                    top = min(hi, limit)
+                    if top > lo:
+                        out_logits[..., col : col + top - lo] = scores[..., lo:top]
+                    if hi > max(lo, top):  # keys past the chunk's limit: forbidden
+                        out_logits[..., col + max(0, top - lo) : col + hi - lo] = float("-inf")
+                    col += hi - lo
+                if prefix:
+                    candidates, offset = scores[..., prefix:], prefix
+                else:
+                    for lo, hi in ranges:
+                        scores[..., lo : min(hi, limit)] = float("-inf")
+            count = min(take, candidates.shape[-1])
+            if count > 0:
+                values, idx = candidates.topk(count, dim=-1, sorted=False)
+                bad = values <= forbidden_below
+                out_logits[..., width_prev : width_prev + count] = values.masked_fill_(
+                    bad, float("-inf")
+                )
+                if offset:
+                    idx.add_(offset)
+                out_idx[..., width_prev : width_prev + count] = idx.masked_fill_(bad, -1)
+            if count < take:
+                out_idx[..., width_prev + count :] = -1
+                out_logits[..., width_prev + count :] = float("-inf")
+        mask = Mask.from_index(
+            indices, None, call.shape, assume_unique=True, validate=False, dtype=previous.dtype
+        )
+        remember_index_logits(call, mask, logits)
+        return mask
 
     def _select_flags(self, row_budget: torch.Tensor | None) -> tuple[bool, ...]:
         # passed only when needed, so subclasses overriding the 5-argument _select keep working
@@ -390,8 +552,7 @@ class TopKMasker(ResearchMasker):
         exclude_previous(scores, previous)
         take = min(budget, limit)
         if stable:
-            values, idx = scores.sort(dim=-1, descending=True, stable=True)
-            values, idx = values[..., :take], idx[..., :take]
+            values, idx = stable_top(scores, take, best_first)
         elif scores.device.type == "cpu":
             # torch.topk on int32 is ~2x faster on the CPU than on fp32 (no NaN-aware
             # comparisons); the keys have the scores' order, so the picks are the same
