@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import struct
 from typing import ClassVar
 
 import torch
@@ -248,6 +249,69 @@ class AdaptiveSamplingMasker(SamplingMasker):
         budget = torch.minimum(torch.maximum(torch.ceil(needed), count), size)
         return torch.where(size > 0, budget / size.clamp_min(1.0), 0.0).clamp(0.0, 1.0)
 
+    def sample_range(
+        self, call: CallPlan, chunk: QueryChunk, free: tuple[int, int], previous: Mask
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """:meth:`sample_indices` when the population of every row is the key range
+        ``free = (lo, hi)``: ``N``, ``n0`` and the estimation-sample count are Python numbers
+        (no population tensor, no per-row counts), each draw is a top-k of the slice
+        ``[lo, hi)`` of the same ``[B, Hq, Qc, K]`` uniform draw the general path takes (so
+        the same keys under a seed), and the float32 arithmetic of the estimate is the same."""
+        if (
+            previous.representation not in ("empty", "index")
+            or not previous.is_binary()
+            or type(self).sample_indices is not AdaptiveSamplingMasker.sample_indices
+            or type(self).base_counts is not AdaptiveSamplingMasker.base_counts
+            or type(self)._keep_probability is not AdaptiveSamplingMasker._keep_probability
+        ):
+            return None
+        lo, hi = free
+        b, h, rows = (int(x) for x in chunk.queries.shape[:3])
+        k = call.k_len
+        size = hi - lo
+        if size <= 0:
+            empty = torch.empty((b, h, rows, 0), dtype=torch.int64, device=call.device)
+            return empty, empty.to(torch.float32)
+        rate = self.config.base_rate_sampling
+        # base_counts in float32, as the general path computes it on a float32 tensor
+        wanted = math.floor(_f32(_f32(rate) * size)) if isinstance(rate, float) else rate
+        count = min(max(wanted, MIN_BASE_SAMPLES), size)
+        draws = torch.rand((b, h, rows, k), device=call.device)[..., lo:hi].contiguous()
+        base = draws.view(torch.int32).topk(count, dim=-1, largest=False, sorted=False).indices
+        if lo:
+            base.add_(lo)
+        if previous.representation == "index":
+            # whole ranges built by the fixed maskers: weight 1, no padding entries
+            prev_idx = previous.index_view()[0]
+            picked = torch.cat([prev_idx, base], dim=-1)
+        else:
+            prev_idx, picked = base[..., :0], base
+        logits = self._logits_at(call, chunk, picked)
+        # shift = the largest logit, 0 when it is not finite (cancels in n)
+        shift = logits.amax(-1, keepdim=True).nan_to_num_(0.0, 0.0, 0.0)
+        exp = logits.sub_(shift).exp_()
+        split = prev_idx.shape[-1]
+        static = exp[..., :split].sum(-1, keepdim=True)
+        exp_base = exp[..., split:]
+        mean = exp_base.sum(-1, keepdim=True) / float(count)
+        sq_dev = ((exp_base - mean) ** 2).sum(-1, keepdim=True)
+        std = torch.sqrt(sq_dev / float(max(count - 1, 1)))
+        # step 2 with N and n0 as numbers (_keep_probability's float32 operations)
+        denominator = static + mean * float(size)
+        allowed_error = self.config.epsilon * denominator
+        z_size = _f32(_f32(normal_quantile_two_sided(self.config.delta)) * size)
+        needed = (std * z_size / allowed_error.clamp_min(1e-30)) ** 2
+        needed = torch.where(allowed_error > 0, needed, float(size))
+        p = torch.ceil(needed).clamp_(float(count), float(size)).div_(float(size))
+        counts = torch.round(p * float(size))
+        width = int(counts.max())
+        draws = torch.rand((b, h, rows, k), device=call.device)[..., lo:hi].contiguous()
+        kept = draws.view(torch.int32).topk(width, dim=-1, largest=False, sorted=True).indices
+        if lo:
+            kept.add_(lo)
+        drop = torch.arange(width, device=call.device) >= counts
+        return kept.masked_fill_(drop, -1), p.expand(kept.shape).masked_fill(drop, 0.0)
+
     @staticmethod
     def _logits_at(call: CallPlan, chunk: QueryChunk, picked: torch.Tensor) -> torch.Tensor:
         """fp32 ``scaling * q . k`` at ``picked [B, Hq, Qc, L]`` (-1 reads key 0): gathered
@@ -274,6 +338,11 @@ class AdaptiveSamplingMasker(SamplingMasker):
         counts = torch.round(p * size)
         keep = uniform_without_replacement(population, counts)
         return keep, p.expand(population.shape)
+
+
+def _f32(value: float) -> float:
+    """``value`` rounded to float32 (as a float32 tensor would hold it)."""
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
 
 
 def draw_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ from sah_core.maskers.base import (
     uses_old_signature,
     warn_old_hook,
 )
-from sah_core.maskers.topk_base import exclude_previous
+from sah_core.maskers.topk_base import exclude_previous, free_range
 
 
 @dataclasses.dataclass
@@ -107,15 +107,34 @@ class SamplingMasker(ResearchMasker):
         or None (default) to use :meth:`sample_chunk` and pack its bool result."""
         return None
 
+    def sample_range(
+        self, call: CallPlan, chunk: QueryChunk, free: tuple[int, int], previous: Mask
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Optional decode fast path: the draw ``(indices, weights)`` of ``chunk`` (the whole
+        call) when its population is the one key range ``free = (lo, hi)`` for every row (the
+        previous mask is whole ranges, no attention mask, no padding), with the same draws
+        from the global RNG as :meth:`sample_indices`; None (default) to take the general path."""
+        return None
+
     def add_mask(self, call: CallPlan, previous: Mask) -> Mask:
         shape = call.shape
         b, h, q, k = shape
         if previous.representation == "full" or q == 0 or k == 0:
             return previous
         start_key, end_key = self.sampling_range(k)
+        spans = known_spans(call, previous)
+        if spans is not None and call.key_valid is None:
+            chunks = call.query_chunks()
+            free = free_range([*spans, (0, start_key), (end_key, k)], k)
+            if free is not None and len(chunks) == 1 and chunks[0].attention_mask is None:
+                drawn = self.sample_range(call, chunks[0], free, previous)
+                if drawn is not None:
+                    mine = Mask.from_index(
+                        drawn[0], drawn[1], shape, assume_unique=True, validate=False
+                    )
+                    return previous.merge_disjoint(mine)
         in_range = torch.zeros(k, dtype=torch.bool, device=call.device)
         in_range[max(0, start_key) : max(0, end_key)] = True
-        spans = known_spans(call, previous)
         if spans is not None:  # the previous keys are whole ranges: leave them out by slicing
             for lo, hi in spans:
                 in_range[lo:hi] = False
