@@ -181,3 +181,98 @@ def test_context_cache_must_be_a_store(chat_tokenizer: Any) -> None:
     adapter = ModelAdapterHF.from_model(tiny_model("llama"), chat_tokenizer)
     with adapter, pytest.raises(ValueError, match="context_cache must be a ContextCacheStore"):
         adapter.context_cache = {}  # type: ignore[assignment]
+
+
+# -- ReservedKVLayer: writes into reserved room, never torch.cat; values as DynamicLayer's ----
+def _pair(reserve: int) -> tuple[Any, Any]:
+    from transformers.cache_utils import DynamicLayer
+
+    from sah_adapters.reserved_kv import ReservedKVLayer
+
+    plain = DynamicLayer()  # type: ignore[no-untyped-call]
+    return plain, ReservedKVLayer.adopt(DynamicLayer(), reserve=reserve)  # type: ignore[no-untyped-call]
+
+
+def _same(a: Any, b: Any) -> None:
+    assert a.keys.shape == b.keys.shape
+    assert torch.equal(a.keys, b.keys) and torch.equal(a.values, b.values)
+
+
+@pytest.mark.parametrize("reserve", [0, 3, 256])
+def test_reserved_layer_holds_what_a_dynamic_layer_holds(reserve: int) -> None:
+    """Random updates, repeats, rollbacks and outside assignments, against DynamicLayer."""
+    gen = torch.Generator().manual_seed(reserve)
+    plain, reserved = _pair(reserve)
+
+    def update(rows: int, new: int) -> None:
+        k, v = torch.randn(rows, 2, new, 4, generator=gen), torch.randn(rows, 2, new, 4)
+        out_p, out_r = plain.update(k, v), reserved.update(k.clone(), v.clone())
+        assert torch.equal(out_p[0], out_r[0]) and torch.equal(out_p[1], out_r[1])
+
+    update(1, 9)  # the "context"
+    for round_ in range(6):
+        rows = [1, 3, 2, 3, 1, 3][round_]
+        plain.batch_repeat_interleave(rows)
+        reserved.batch_repeat_interleave(rows)
+        _same(plain, reserved)
+        for new in (2, 1, 1, 5)[: 2 + round_ % 3]:
+            update(rows, new)
+        _same(plain, reserved)
+        # back to the context, as ContextCheckpoint.restore does
+        plain.keys, plain.values = plain.keys[:1, :, :9], plain.values[:1, :, :9]
+        reserved.rewind(9)
+        _same(plain, reserved)
+        if round_ == 3:  # someone assigns the tensors (an eviction, crop): they are the truth
+            plain.keys = plain.keys[..., :7, :].clone()
+            plain.values = plain.values[..., :7, :].clone()
+            reserved.keys, reserved.values = plain.keys.clone(), plain.values.clone()
+            update(1, 2)
+            _same(plain, reserved)
+            plain.keys, plain.values = plain.keys[..., :9, :], plain.values[..., :9, :]
+            reserved.rewind(9)
+        if round_ == 2:  # back to fewer tokens than the repeated rows share, then rewritten
+            plain.keys, plain.values = plain.keys[:1, :, :7], plain.values[:1, :, :7]
+            reserved.rewind(7)
+            update(1, 2)
+            _same(plain, reserved)
+    plain.batch_repeat_interleave(2)
+    reserved.batch_repeat_interleave(2)
+    update(2, 1)
+    plain.batch_repeat_interleave(2)  # rows that differ: a plain repeat
+    reserved.batch_repeat_interleave(2)
+    _same(plain, reserved)
+
+
+def test_reserved_layer_repeats_the_context_once_and_appends_in_place() -> None:
+    _, layer = _pair(reserve=16)
+    layer.update(torch.randn(1, 2, 10, 4), torch.randn(1, 2, 10, 4))
+    layer.batch_repeat_interleave(3)
+    buffer = layer.keys.untyped_storage().data_ptr()
+    for _ in range(4):  # question and decode tokens: no new buffer
+        layer.update(torch.randn(3, 2, 1, 4), torch.randn(3, 2, 1, 4))
+        assert layer.keys.untyped_storage().data_ptr() == buffer
+    context = layer.keys[:1, :, :10].clone()
+    layer.rewind(10)
+    layer.batch_repeat_interleave(3)  # the rows still hold the context: a view, no copy
+    assert layer.keys.untyped_storage().data_ptr() == buffer
+    assert torch.equal(layer.keys, context.expand(3, -1, -1, -1))
+    layer.update(torch.randn(3, 2, 40, 4), torch.randn(3, 2, 40, 4))  # past the room: grows
+    assert layer.keys.untyped_storage().data_ptr() != buffer
+    assert torch.equal(layer.keys[:, :, :10], context.expand(3, -1, -1, -1))
+
+
+def test_shared_context_is_repeated_once_for_every_config(chat_tokenizer: Any) -> None:
+    from sah_adapters.reserved_kv import ReservedKVLayer
+
+    model = tiny_model("llama")
+    store = ContextCacheStore()
+    request = Request(CONTEXT, QUESTIONS)
+    buffers = set()
+    for config in _sparse_configs():
+        with ModelAdapterHF.from_model(model, chat_tokenizer, config, context_cache=store) as ad:
+            ad.process_request(request, GEN, {"batch_size": 3})
+        assert store._entry is not None
+        layers = store._entry.cache.layers
+        assert all(type(layer) is ReservedKVLayer for layer in layers)
+        buffers.add(layers[0]._kbuf.untyped_storage().data_ptr())
+    assert len(buffers) == 1 and store.hits == 2

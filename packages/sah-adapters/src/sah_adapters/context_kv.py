@@ -9,6 +9,12 @@ model) starts from the exact context KV without a copy of it ever existing:
 - sliding-window layers drop old tokens as they go, so the context's last ``window - 1`` tokens
   would be lost; the checkpoint keeps those few (a window, not a context) and puts them back.
 
+Marking also turns full-attention ``DynamicLayer``s into :class:`~sah_adapters.reserved_kv.
+ReservedKVLayer`s (the same tensors, no copy): question and decode tokens are then written into
+reserved room instead of ``torch.cat``-ing the whole layer every step, and the batch rows a
+question batch repeated the context into stay in place, so the next batch (or the next config
+over a shared context) repeats it for free.
+
 transformers' own ``DynamicCache.crop`` cannot do this: in 4.57 and 5.x it refuses a sliding
 layer that has passed its window (5.x only with ``activate_past_recording``, which keeps every
 token), and the two series disagree on what a positive argument means.
@@ -64,21 +70,35 @@ class ContextCheckpoint:
         layers = getattr(cache, "layers", None)
         if not layers:
             return False
-        known = (DynamicLayer, DynamicSlidingWindowLayer, PerHeadKVLayer)
+        from sah_adapters.reserved_kv import ReservedKVLayer
+
+        known = (DynamicLayer, DynamicSlidingWindowLayer, PerHeadKVLayer, ReservedKVLayer)
         return all(type(layer) in known for layer in layers)
 
     @classmethod
     def mark(
-        cls, cache: Any, context_length: int, *, evicted: bool = False, hold: bool = False
+        cls,
+        cache: Any,
+        context_length: int,
+        *,
+        evicted: bool = False,
+        hold: bool = False,
+        reserve: bool = True,
     ) -> ContextCheckpoint:
         """Remember ``cache`` as the context state; it must hold exactly the context (or,
-        with ``evicted``, what an eviction left of it)."""
-        from transformers.cache_utils import DynamicSlidingWindowLayer
+        with ``evicted``, what an eviction left of it). With ``reserve`` (and neither
+        ``evicted`` nor ``hold``) its full-attention layers become ``ReservedKVLayer``s."""
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
         from sah_adapters.evicted_cache import PerHeadKVLayer
+        from sah_adapters.reserved_kv import ReservedKVLayer
 
         if not cls.supports(cache):
             raise ValueError(f"cannot checkpoint {type(cache).__name__} with these layer types")
+        if reserve and not (evicted or hold):
+            for index, layer in enumerate(cache.layers):
+                if type(layer) is DynamicLayer:
+                    cache.layers[index] = ReservedKVLayer.adopt(layer)
         marks = []
         for layer in cache.layers:
             initialized = bool(getattr(layer, "is_initialized", False))
@@ -111,6 +131,8 @@ class ContextCheckpoint:
 
     def restore(self, cache: Any) -> None:
         """Put ``cache`` back to the marked context state (drops batch rows > 0 too)."""
+        from sah_adapters.reserved_kv import ReservedKVLayer
+
         if len(cache.layers) != len(self._marks):
             raise ValueError("restore() got a cache with a different number of layers")
         for index, mark in enumerate(self._marks):
@@ -130,6 +152,8 @@ class ContextCheckpoint:
                 layer.keys, layer.values = mark.keys, mark.values
                 for name, value in mark.counters.items():
                     setattr(layer, name, value)
+            elif isinstance(layer, ReservedKVLayer):
+                layer.rewind(mark.length)  # a view of row 0; the other rows stay for later
             else:
                 # A view of the current tensor: no copy; the next append makes a new tensor.
                 layer.keys = layer.keys[:1, :, : mark.length, :]
