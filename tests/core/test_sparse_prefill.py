@@ -344,37 +344,39 @@ PADDED_CONFIGS = [
 
 
 @pytest.mark.parametrize("cfg", PADDED_CONFIGS, ids=lambda c: f"{c.type_tag}")
-@pytest.mark.parametrize("q_lens", [(13, 6), (1, 1)])
-def test_padded_batch_equals_rows_alone(helpers, cfg, q_lens) -> None:
-    """A batch laid out ``[context | pads | question]`` with unequal questions: each row picks
-    exactly the keys it picks alone (pads enter no pooled score, tile grid or budget)."""
+@pytest.mark.parametrize(("q", "tails"), [(13, (13, 6)), (1, (9, 3))])
+def test_padded_batch_equals_rows_alone(helpers, cfg, q, tails) -> None:
+    """A batch laid out ``[context | pads | tail]`` with unequal tails (question, then new
+    tokens), queries = the last ``q`` keys (a question prefill, or a decode step at q=1): each
+    row picks exactly the keys it picks alone (pads enter no pooled score, tile grid or
+    budget)."""
     context, hq, hkv, d = 113, 4, 2, 8  # > 100 keys: vertical-slash's forced diagonals
-    q = max(q_lens)
-    k = context + q
-    gen = torch.Generator().manual_seed(sum(q_lens))
+    k = context + max(tails)
+    gen = torch.Generator().manual_seed(q + sum(tails))
     queries = torch.randn(2, hq, q, d, generator=gen)
     keys = torch.randn(2, hkv, k, d, generator=gen)
     values = torch.randn(2, hkv, k, d, generator=gen)
     keys[1, :, :context] = keys[0, :, :context]  # one shared context
     am = helpers.causal_additive(2, q, k)
-    for row, length in enumerate(q_lens):
-        am[row, :, :, context : context + q - length] = MIN  # the row's pads
+    for row, tail in enumerate(tails):
+        am[row, :, :, context : context + max(tails) - tail] = MIN  # the row's pads
     mask = add(cfg, CallPlan.build(queries, keys, values, am, layer_idx=0))
     assert not mask.is_full()
     batched = mask.get_dense_mask()
-    for row, length in enumerate(q_lens):
-        pad = q - length
+    for row, tail in enumerate(tails):
+        pad = max(tails) - tail
+        pad_rows = max(0, q - tail)  # query rows that sit on pads
         valid = [*range(context), *range(context + pad, k)]
         alone_call = CallPlan.build(
-            queries[row : row + 1, :, pad:].contiguous(),
+            queries[row : row + 1, :, pad_rows:].contiguous(),
             keys[row : row + 1, :, valid].contiguous(),
             values[row : row + 1, :, valid].contiguous(),
-            helpers.causal_additive(1, length, len(valid)),
+            helpers.causal_additive(1, q - pad_rows, len(valid)),
             layer_idx=0,
         )
         alone = add(cfg, alone_call).get_dense_mask()[0]
         causal = (alone_call.attention_mask[0] > MIN / 2).expand_as(alone)
-        got = batched[row][:, pad:][..., valid]
+        got = batched[row][:, pad_rows:][..., valid]
         assert torch.equal(got * causal, alone * causal), f"row {row}"
         assert not bool(batched[row][..., context : context + pad].any())  # pads never picked
 
