@@ -8,9 +8,11 @@ answer exactly the same requests; the script checks the predictions are identica
 the requests whose prefill came from the store. Target: sharing <= 0.5x the time.
 
 Usage: ``uv run python benchmarks/bench_matrix.py [--repeats 2] [--target-tokens 2048]
-[--requests 1] [--device cpu] [--count-ops] [--json out.json]``. The model is loaded once
-before timing (both variants reuse it); each variant's time is the best of ``--repeats`` runs,
-alternated, so other load on the machine disturbs both alike.
+[--requests 1] [--warmup-tokens 256] [--device cpu] [--count-ops] [--json out.json]``. The
+model is loaded once before timing (both variants reuse it) and both variants run once, untimed,
+on a short context (one-time costs would otherwise fall on the variant that runs first); each
+variant's time is the best of ``--repeats`` runs, alternated, so other load on the machine
+disturbs both alike.
 
 Besides the ratio it prints where the time goes (adapter-reported, summed over the matrix): the
 context prefill (once per context with sharing, once per config without), and per config the
@@ -125,7 +127,7 @@ def counting_ops() -> Iterator[_OpCounter]:
 
     counter = _OpCounter()
 
-    class Mode(TorchDispatchMode):  # type: ignore[misc]
+    class Mode(TorchDispatchMode):  # type: ignore[no-untyped-call]
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
             counter.counts[counter.current] += 1
             return func(*args, **(kwargs or {}))
@@ -140,10 +142,10 @@ def counting_ops() -> Iterator[_OpCounter]:
         with counter.label("context prefill"):
             return prefill(adapter, *args, **kwargs)
 
-    CellRun.answer = labelled_answer  # type: ignore[method-assign]
-    ModelAdapterHF._prefill_context = labelled_prefill  # type: ignore[method-assign]
+    CellRun.answer = labelled_answer  # type: ignore[method-assign,assignment]
+    ModelAdapterHF._prefill_context = labelled_prefill  # type: ignore[method-assign,assignment]
     try:
-        with Mode():
+        with Mode():  # type: ignore[no-untyped-call]
             yield counter
     finally:
         CellRun.answer = answer  # type: ignore[method-assign]
@@ -157,6 +159,12 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default=None)
+    parser.add_argument(
+        "--warmup-tokens",
+        type=int,
+        default=256,
+        help="run both variants once, untimed, on a context this long first (0: no warm-up)",
+    )
     parser.add_argument("--count-ops", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -177,6 +185,14 @@ def main() -> None:
         "device": args.device,
         "dtype": args.dtype,
     }
+    # First calls pay one-time costs (lazy imports, kernel set-up, allocator growth); untimed
+    # here, they would fall on the variant that runs first.
+    if args.warmup_tokens > 0:
+        for share in (False, True):
+            with tempfile.TemporaryDirectory(prefix="bench-matrix-warmup-") as tmp:
+                run_matrix(
+                    Path(tmp), share=share, **{**common, "target_tokens": args.warmup_tokens}
+                )
     for _ in range(args.repeats):
         for name, share in (("separate", False), ("shared", True)):
             with tempfile.TemporaryDirectory(prefix=f"bench-matrix-{name}-") as tmp:
@@ -219,11 +235,11 @@ def main() -> None:
         print(f"    {config:<20} {c['question_prefill_seconds']:7.2f} + {c['decode_seconds']:7.2f}")
     print(f"questions answered from a shared prefill: {hits} of {questions}")
     print(f"predictions identical: {same}", flush=True)
-    for key, a, b in zip(
+    for key, left, right in zip(
         keys["separate"], predictions["separate"], predictions["shared"], strict=True
     ):
-        if a != b:
-            print(f"  differs: {key}: separate {a!r} vs shared {b!r}")
+        if left != right:
+            print(f"  differs: {key}: separate {left!r} vs shared {right!r}")
     ops: dict[str, dict[str, int]] = {}
     if args.count_ops:
         for name, share in (("separate", False), ("shared", True)):
