@@ -507,6 +507,24 @@ def remember_spans(call: CallPlan, mask: Mask, spans: list[tuple[int, int]]) -> 
     call._shared.setdefault("spans", {})[id(mask)] = (mask, spans)
 
 
+_SPAN_INDICES: dict[tuple[int, int, int, int, int, str], torch.Tensor] = {}
+
+
+def _span_indices(
+    lo: int, hi: int, shape: tuple[int, int, int, int], device: torch.device
+) -> torch.Tensor:
+    """``arange(lo, hi)`` expanded to ``[B, H, Q, hi - lo]`` (read-only, as every mask's
+    indices), kept across calls: a sink span is the same at every decode step."""
+    key = (lo, hi, shape[0], shape[1], shape[2], str(device))
+    indices = _SPAN_INDICES.get(key)
+    if indices is None:
+        if len(_SPAN_INDICES) >= 64:
+            _SPAN_INDICES.clear()
+        indices = torch.arange(lo, hi, device=device).expand(*shape[:3], hi - lo)
+        _SPAN_INDICES[key] = indices
+    return indices
+
+
 class FixedMasker(ResearchMasker):
     """A positional pattern: the same key indices for every batch row and head.
 
@@ -552,8 +570,7 @@ class FixedMasker(ResearchMasker):
             return Mask.full(shape, previous.device, previous.dtype)
         if hi <= lo:
             return previous  # selects nothing (size 0)
-        b, h, q, _ = shape
-        indices = torch.arange(lo, hi, device=previous.device).expand(b, h, q, hi - lo)
+        indices = _span_indices(lo, hi, shape, previous.device)
         mine = Mask.from_index(
             indices, None, shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
