@@ -196,7 +196,8 @@ class QuestTopKMasker(TopKMasker):
             low = keys.new_full((b, h, count + 1, d), float("inf"), dtype=torch.float32)
             high = keys.new_full((b, h, count + 1, d), float("-inf"), dtype=torch.float32)
         if pages is None and k - resume == 1:  # one new key (decode): fold it into its page
-            key = keys[:, :, k - 1].float()
+            key = keys[:, :, k - 1]
+            key = key if key.dtype == torch.float32 else key.float()
             page_low, page_high = low[:, :, (k - 1) // size], high[:, :, (k - 1) // size]
             torch.minimum(page_low, key, out=page_low)
             torch.maximum(page_high, key, out=page_high)
