@@ -16,7 +16,7 @@ row for every head -- the heads' picks merged rank by rank (every head's best ke
 head's second, ...), duplicates dropped, cut at ``heavy_size``. The official code
 (DerrickYLJ/TidalDecode) reuses head ``h``'s pick in head ``h`` of the following layers, which is
 the default here; on SmolLM2-135M (9 query heads, 30 layers) that per-head persistence loses
-the needle even at 512 of 2K keys, while the shared set keeps it at 256 (README, method space).
+the needle even at 512 of 2K keys; the shared set finds 1 of 2 at 256 (README, method space).
 
 Cross-layer state: the selection layer stores its pick in its own state slot
 (``sparse_meta_data[layer][slot]``), tagged with the call's ``(Q, K)``; the following layers
