@@ -29,6 +29,11 @@ def test_default_family_keeps_its_size() -> None:
         "quest_10pct",
         "adaptive_sampling",
     ]
+    # the whole selection family adds TidalDecode on its own (no sink / window)
+    selection = demo_configs(family="selection")
+    assert list(selection) == [*demo_configs(), "tidal_decode_256"]
+    tidal = selection["tidal_decode_256"]
+    assert tidal is not None and [m["type"] for m in tidal["masker_configs"]] == ["tidal_decode"]
 
 
 def test_unknown_family_is_refused() -> None:

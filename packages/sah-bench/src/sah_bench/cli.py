@@ -112,9 +112,13 @@ def demo(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     adapter_factory: Annotated[str | None, typer.Option(hidden=True)] = None,
     family: Annotated[
-        str,
-        typer.Option("--family", help="Methods to show: selection (default), eviction or prefill."),
-    ] = "selection",
+        str | None,
+        typer.Option(
+            "--family",
+            help="Methods to show: selection, eviction or prefill. Default: the quick tour "
+            "(the selection family without TidalDecode).",
+        ),
+    ] = None,
 ) -> None:
     """Offline demo: smollm2-135m on the synthetic suite, dense vs sparse configs of a family."""
     from rich.console import Console
@@ -124,7 +128,7 @@ def demo(
     from sah_bench.report import collect_cells, leaderboard, plot_pareto, plot_per_layer_density
 
     logging.basicConfig(level=logging.WARNING)
-    if family not in FAMILIES:
+    if family is not None and family not in FAMILIES:
         raise _fail(f"--family={family!r} is not allowed: use one of {list(FAMILIES)}")
     try:
         rows, results, seconds = run_demo(
@@ -140,7 +144,8 @@ def demo(
     except ValueError as exc:
         raise _fail(str(exc)) from None
     _check_results(results)
-    table = Table(title=f"{model} on the synthetic suite (~{target_tokens} tokens), {family}")
+    shown = family or "selection (quick tour)"
+    table = Table(title=f"{model} on the synthetic suite (~{target_tokens} tokens), {shown}")
     for column in ("config", "accuracy", "density", "KV MiB", "questions", "s/question"):
         table.add_column(column, justify="left" if column == "config" else "right")
     for row in rows:

@@ -1,6 +1,7 @@
 """The offline demo: a built-in model on the synthetic suite, dense vs sparse stacks.
 
-Three method families (``family``): ``selection`` (default: four per-query selection stacks),
+Three method families (``family``): ``selection`` (per-query selection stacks; the default demo,
+``family=None``, runs its four classic stacks and leaves out TidalDecode to keep its size),
 ``eviction`` (KV eviction at a 25% budget: the cache really shrinks, ``kv_mib`` shows it) and
 ``prefill`` (sparse prefill: the stack also acts on the context).
 
@@ -32,14 +33,15 @@ EVICTION_BUDGET = 0.25
 
 
 def demo_configs(
-    sink: int = 64, window: int = 64, family: str = "selection"
+    sink: int = 64, window: int = 64, family: str | None = None
 ) -> dict[str, dict[str, Any] | None]:
     """Dense plus Sink+Local, +OracleTopK 10%, +Quest 10%, +AdaptiveSampling (vAttention-like);
-    the other families: :func:`eviction_configs`, :func:`prefill_configs`.
+    ``family="selection"`` adds TidalDecode (256 keys, its paper's layer schedule, on its own
+    as in the paper); the other families: :func:`eviction_configs`, :func:`prefill_configs`.
 
     Built through ``sah_core``'s config classes so they are validated, then stored as dicts.
     """
-    if family not in FAMILIES:
+    if family is not None and family not in FAMILIES:
         raise ValueError(f"family={family!r} is not allowed: use one of {list(FAMILIES)}")
     if family == "eviction":
         return eviction_configs(sink, window)
@@ -51,12 +53,13 @@ def demo_configs(
     from sah_core.maskers.oracle_top_k import OracleTopKConfig
     from sah_core.maskers.quest import QuestTopKMaskerConfig
     from sah_core.maskers.sink import SinkMaskerConfig
+    from sah_core.maskers.tidal_decode import TidalDecodeMaskerConfig
 
     def stack(*extra: Any) -> dict[str, Any]:
         base = [SinkMaskerConfig(sink_size=sink), LocalMaskerConfig(window_size=window)]
         return ResearchAttentionConfig(masker_configs=[*base, *extra]).to_dict()
 
-    return {
+    configs: dict[str, dict[str, Any] | None] = {
         "dense": None,
         "sink_local": stack(),
         "oracle_topk_10pct": stack(OracleTopKConfig(heavy_size=0.1)),
@@ -72,6 +75,11 @@ def demo_configs(
             ),
         ),
     }
+    if family == "selection":
+        configs["tidal_decode_256"] = ResearchAttentionConfig(
+            masker_configs=[TidalDecodeMaskerConfig(heavy_size=256)]
+        ).to_dict()
+    return configs
 
 
 def eviction_configs(sink: int = 64, window: int = 64) -> dict[str, dict[str, Any] | None]:
@@ -191,7 +199,7 @@ def run_demo(
     questions_per_context: int = DEMO_QUESTIONS_PER_CONTEXT,
     adapter_factory: str = DEFAULT_ADAPTER_FACTORY,
     progress: bool = True,
-    family: str = "selection",
+    family: str | None = None,
 ) -> tuple[list[DemoRow], list[CellResult], float]:
     """Run the demo matrix (inline: one process, the model loaded once per config).
 
