@@ -41,7 +41,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores, masked_keys
-from sah_core.attention.index_form import gather_kv_rows
+from sah_core.attention.index_form import gather_kv_rows, kv_flat_rows
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
@@ -286,7 +286,7 @@ class AdaptiveSamplingMasker(SamplingMasker):
             picked = torch.cat([prev_idx, base], dim=-1)
         else:
             prev_idx, picked = base[..., :0], base
-        logits = self._logits_at(call, chunk, picked)
+        logits = self._logits_at(call, chunk, picked, nonnegative=True)
         # shift = the largest logit, 0 when it is not finite (cancels in n)
         shift = logits.amax(-1, keepdim=True).nan_to_num_(0.0, 0.0, 0.0)
         exp = logits.sub_(shift).exp_()
@@ -313,17 +313,22 @@ class AdaptiveSamplingMasker(SamplingMasker):
         return kept.masked_fill_(drop, -1), p.expand(kept.shape).masked_fill(drop, 0.0)
 
     @staticmethod
-    def _logits_at(call: CallPlan, chunk: QueryChunk, picked: torch.Tensor) -> torch.Tensor:
-        """fp32 ``scaling * q . k`` at ``picked [B, Hq, Qc, L]`` (-1 reads key 0): gathered
-        key rows when that reads fewer bytes than scoring every key, else from the call's
-        shared scores."""
+    def _logits_at(
+        call: CallPlan, chunk: QueryChunk, picked: torch.Tensor, nonnegative: bool = False
+    ) -> torch.Tensor:
+        """fp32 ``scaling * q . k`` at ``picked [B, Hq, Qc, L]`` (-1 reads key 0; a fresh
+        tensor): gathered key rows when that reads fewer bytes than scoring every key, else
+        from the call's shared scores. ``nonnegative``: ``picked`` holds no -1."""
         if picked.shape[-1] * call.group_size < chunk.key_limit or chunk.key_limit == 0:
-            rows = gather_kv_rows(call.keys, picked)  # [B, Hq, Qc, L, D]
+            flat = kv_flat_rows(picked, call.num_kv_heads, call.k_len, nonnegative=nonnegative)
+            rows = gather_kv_rows(call.keys, picked, flat)  # [B, Hq, Qc, L, D]
             logits = torch.matmul(chunk.queries.unsqueeze(-2), rows.transpose(-1, -2))
-            return logits.squeeze(-2).float().mul_(call.scaling)
+            logits = logits.squeeze(-2)
+            return (logits if logits.dtype == torch.float32 else logits.float()).mul_(call.scaling)
         scores = call.chunk_scores(chunk)
         safe = picked.clamp(min=0, max=scores.shape[-1] - 1)
-        return scores.gather(-1, safe).float()
+        logits = scores.gather(-1, safe)
+        return logits if logits.dtype == torch.float32 else logits.float()
 
     def sample_chunk(
         self, call: CallPlan, chunk: QueryChunk, population: torch.Tensor, previous: Mask
