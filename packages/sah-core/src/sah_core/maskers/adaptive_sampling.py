@@ -304,11 +304,15 @@ class AdaptiveSamplingMasker(SamplingMasker):
         needed = torch.where(allowed_error > 0, needed, float(size))
         p = torch.ceil(needed).clamp_(float(count), float(size)).div_(float(size))
         counts = torch.round(p * float(size))
-        width = int(counts.max())
+        low, width = (int(x) for x in counts.aminmax())
         draws = torch.rand((b, h, rows, k), device=call.device)[..., lo:hi].contiguous()
-        kept = draws.view(torch.int32).topk(width, dim=-1, largest=False, sorted=True).indices
+        # rows with different counts keep a prefix of the ascending order: sorted (~2x dearer)
+        order = draws.view(torch.int32).topk(width, dim=-1, largest=False, sorted=low < width)
+        kept = order.indices
         if lo:
             kept.add_(lo)
+        if low == width:  # every row keeps `width` keys: nothing to cut
+            return kept, p.expand(kept.shape)
         drop = torch.arange(width, device=call.device) >= counts
         return kept.masked_fill_(drop, -1), p.expand(kept.shape).masked_fill(drop, 0.0)
 
