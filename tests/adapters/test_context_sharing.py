@@ -235,6 +235,18 @@ def test_reserved_layer_holds_what_a_dynamic_layer_holds(reserve: int) -> None:
             reserved.rewind(7)
             update(1, 2)
             _same(plain, reserved)
+    # rows assigned from outside that differ, then back to row 0 and repeated again
+    rows3 = torch.randn(3, 2, 9, 4, generator=gen)
+    plain.keys, plain.values = rows3.clone(), rows3.clone() + 1
+    reserved.keys, reserved.values = rows3.clone(), rows3.clone() + 1
+    update(3, 1)
+    plain.keys, plain.values = plain.keys[:1, :, :9], plain.values[:1, :, :9]
+    reserved.rewind(9)
+    plain.batch_repeat_interleave(3)
+    reserved.batch_repeat_interleave(3)
+    _same(plain, reserved)
+    plain.keys, plain.values = plain.keys[:1], plain.values[:1]
+    reserved.rewind(9)
     plain.batch_repeat_interleave(2)
     reserved.batch_repeat_interleave(2)
     update(2, 1)

@@ -105,8 +105,9 @@ class ReservedKVLayer(DynamicLayer):  # type: ignore[no-untyped-call]
             or int(kbuf.shape[-2]) < start + new
             or kbuf.dtype != key_states.dtype
         ):
-            # The copied rows stay alike as far as they were (one row is alike to itself).
-            same = (self._same_rows, self._same_length) if kbuf is not None else (rows, start)
+            # The copied rows stay alike as far as they were (one row is alike to itself;
+            # rows assigned from outside may differ anywhere).
+            same = (self._same_rows, self._same_length) if kbuf is not None else (0, 0)
             self._allocate(key_states, value_states, rows, start + new)
             self._same_rows, self._same_length = same if rows > 1 else (1, start)
         assert self._kbuf is not None and self._vbuf is not None
