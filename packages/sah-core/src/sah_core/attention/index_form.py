@@ -275,15 +275,43 @@ def kv_flat_rows(
     return torch.add(safe, heads, alpha=key_len).reshape(-1)
 
 
+def kv_row_pitch(tensor: torch.Tensor) -> int | None:
+    """Rows between two KV heads' first keys in ``tensor [B, Hkv, K, D]``'s storage, when its
+    keys are rows of ``D`` contiguous values laid out head after head: ``K`` when contiguous,
+    the capacity for a view into a larger preallocated cache (``sah_adapters.reserved_kv``).
+    None for any other layout (then the gathers copy it first)."""
+    b, hkv, k, d = tensor.shape
+    if not tensor.numel():
+        return None
+    s0, s1, s2, s3 = tensor.stride()
+    if (d == 1 or s3 == 1) and (k == 1 or s2 == d) and s1 % d == 0:
+        pitch = s1 // d
+        if pitch >= k and (b == 1 or s0 == hkv * s1):
+            return pitch
+    return None
+
+
 def gather_kv_rows(
-    tensor: torch.Tensor, indices: torch.Tensor, flat_rows: torch.Tensor | None = None
+    tensor: torch.Tensor,
+    indices: torch.Tensor,
+    flat_rows: torch.Tensor | None = None,
+    rows_pitch: int | None = None,
 ) -> torch.Tensor:
     """Rows of ``tensor [B, Hkv, K, D]`` picked by ``indices [B, Hq, Qc, L]`` (query head h
     reads KV head ``h // (Hq // Hkv)``; -1 reads row 0) -> ``[B, Hq, Qc, L, D]``.
-    ``flat_rows`` (:func:`kv_flat_rows` of the same indices) skips recomputing the rows."""
+    ``flat_rows`` (:func:`kv_flat_rows` of the same indices at row pitch ``rows_pitch``,
+    default ``K``) skips recomputing the rows when that is this tensor's pitch."""
     b, hkv, k, d = tensor.shape
-    rows = kv_flat_rows(indices, hkv, k) if flat_rows is None else flat_rows
-    flat = tensor.reshape(b * hkv * k, d)
+    pitch = kv_row_pitch(tensor)
+    if pitch is None:
+        pitch, flat = k, tensor.reshape(b * hkv * k, d)  # a copy
+    else:
+        # a view (no copy), also of a cache whose rows sit in a larger buffer
+        flat = tensor.as_strided(((b * hkv - 1) * pitch + k, d), (d, 1))
+    if flat_rows is None or (k if rows_pitch is None else rows_pitch) != pitch:
+        rows = kv_flat_rows(indices, hkv, pitch)
+    else:
+        rows = flat_rows
     # embedding is torch's fastest row gather on CPU (faster than index_select/indexing)
     return torch.nn.functional.embedding(rows, flat).view(*indices.shape, d)
 
@@ -307,7 +335,8 @@ def _gather_chunk(
         if weights is not None:
             weights = weights.gather(-1, order)
     safe = indices.clamp(min=0)  # padding (-1) reads key 0; masked out below
-    rows = kv_flat_rows(safe, keys.shape[1], keys.shape[2], nonnegative=True)
+    pitch = kv_row_pitch(keys) or keys.shape[2]
+    rows = kv_flat_rows(safe, keys.shape[1], pitch, nonnegative=True)
     if cached is not None and (
         cached.shape[-1] == keys.shape[2]
         or (indices.numel() > 0 and int(indices.max()) < cached.shape[-1])
@@ -317,7 +346,7 @@ def _gather_chunk(
         if logits.dtype != torch.float32:
             logits = logits.float()
     else:
-        selected_keys = gather_kv_rows(keys, indices, rows)  # [B, Hq, Qc, L, D]
+        selected_keys = gather_kv_rows(keys, indices, rows, pitch)  # [B, Hq, Qc, L, D]
         logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
         logits = (logits if logits.dtype == torch.float32 else logits.float()).mul_(scaling)
     logits = _add_importance_bias(logits, indices, weights)
@@ -328,7 +357,7 @@ def _gather_chunk(
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
     if probs.dtype != values.dtype:
         probs = probs.to(values.dtype)
-    selected_values = gather_kv_rows(values, indices, rows)
+    selected_values = gather_kv_rows(values, indices, rows, pitch)
     out = torch.matmul(probs.unsqueeze(-2), selected_values).squeeze(-2)
     return out if out.dtype == queries.dtype else out.to(queries.dtype)
 

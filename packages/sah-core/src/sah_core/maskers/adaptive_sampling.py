@@ -41,7 +41,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores, masked_keys
-from sah_core.attention.index_form import gather_kv_rows, kv_flat_rows
+from sah_core.attention.index_form import gather_kv_rows, kv_flat_rows, kv_row_pitch
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
@@ -324,8 +324,9 @@ class AdaptiveSamplingMasker(SamplingMasker):
         tensor): gathered key rows when that reads fewer bytes than scoring every key, else
         from the call's shared scores. ``nonnegative``: ``picked`` holds no -1."""
         if picked.shape[-1] * call.group_size < chunk.key_limit or chunk.key_limit == 0:
-            flat = kv_flat_rows(picked, call.num_kv_heads, call.k_len, nonnegative=nonnegative)
-            rows = gather_kv_rows(call.keys, picked, flat)  # [B, Hq, Qc, L, D]
+            pitch = kv_row_pitch(call.keys) or call.k_len
+            flat = kv_flat_rows(picked, call.num_kv_heads, pitch, nonnegative=nonnegative)
+            rows = gather_kv_rows(call.keys, picked, flat, pitch)  # [B, Hq, Qc, L, D]
             logits = torch.matmul(chunk.queries.unsqueeze(-2), rows.transpose(-1, -2))
             logits = logits.squeeze(-2)
             return (logits if logits.dtype == torch.float32 else logits.float()).mul_(call.scaling)
