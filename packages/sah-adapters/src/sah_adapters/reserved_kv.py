@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import DynamicLayer
 
+from sah_adapters.transformers_compat import lazy_initialize
+
 #: Tokens of room a layer reserves beyond what it needs when it (re)allocates its buffer.
 RESERVE_TOKENS = 256
 
@@ -89,7 +91,7 @@ class ReservedKVLayer(DynamicLayer):  # type: ignore[no-untyped-call]
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_initialized:
-            self.lazy_initialization(key_states, value_states)
+            lazy_initialize(self, key_states, value_states)
         if not self._owned():
             self._drop_buffer()  # keys were assigned from outside: they are the truth
         start, new = self._length(), int(key_states.shape[-2])

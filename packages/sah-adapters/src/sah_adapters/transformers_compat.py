@@ -32,3 +32,13 @@ def new_dynamic_cache(config: Any) -> Any:
 def attention_implementation(model: Any) -> str:
     """The attention implementation the model currently dispatches to."""
     return str(model.config._attn_implementation)
+
+
+def lazy_initialize(layer: Any, key_states: Any, value_states: Any) -> None:
+    """``layer.lazy_initialization`` of a cache layer: 5.x takes the keys and values, 4.57
+    only the keys (dtype and device come from them either way)."""
+    parameters = inspect.signature(layer.lazy_initialization).parameters
+    if len(parameters) >= 2:
+        layer.lazy_initialization(key_states, value_states)
+    else:
+        layer.lazy_initialization(key_states)
