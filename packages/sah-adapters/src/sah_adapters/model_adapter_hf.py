@@ -34,14 +34,7 @@ from sah_adapters.evicted_cache import EvictionRun, kv_bytes
 from sah_adapters.generation_settings import GenerationSettings, RequestSettings
 from sah_adapters.model_loading import load_model, load_tokenizer
 from sah_adapters.placement import Placement
-from sah_adapters.prompt_builder import (
-    build_template,
-    encode_context,
-    encode_question,
-    has_chat_template,
-    question_text,
-    truncate_context,
-)
+from sah_adapters.prompt_builder import encode_prompt
 from sah_adapters.reference_attention import reference_attention
 from sah_adapters.request_stats import RequestStats
 from sah_adapters.shared_models import SHARED_MODELS, load_key
@@ -551,24 +544,9 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         started = time.perf_counter()
         stats = RequestStats()
 
-        use_template = options.use_chat_template
-        if use_template is None:
-            use_template = has_chat_template(self.tokenizer)
-        elif use_template and not has_chat_template(self.tokenizer):
-            raise ValueError(
-                "request_kwargs['use_chat_template']=True but the tokenizer has no chat template"
-            )
-        context = request.context
-        if options.max_context_length is not None:
-            context = truncate_context(
-                self.tokenizer, context, options.max_context_length, options.truncation
-            )
-        template = build_template(self.tokenizer, context, use_template)
-        context_ids = encode_context(self.tokenizer, template)
-        question_ids = [
-            encode_question(self.tokenizer, question_text(template, q, request.answer_prefix))
-            for q in request.question_list
-        ]
+        context_ids, question_ids = encode_prompt(
+            self.tokenizer, request.context, request.question_list, request.answer_prefix, options
+        )
         if not context_ids and not all(question_ids):
             raise ValueError(
                 "request tokenizes to no tokens at all (empty context and question, no template)"

@@ -11,8 +11,12 @@ part, i.e. it opens the assistant's answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sah_adapters.generation_settings import RequestSettings
 
 logger = logging.getLogger(__name__)
 
@@ -100,3 +104,32 @@ def truncate_context(tokenizer: Any, context: str, max_tokens: int, mode: str) -
         tail = max_tokens - head
         kept = [ids[:head], ids[len(ids) - tail :] if tail else []]
     return "".join(tokenizer.decode(part, skip_special_tokens=True) for part in kept)
+
+
+def encode_prompt(
+    tokenizer: Any,
+    context: str,
+    questions: Sequence[str],
+    answer_prefix: str,
+    options: RequestSettings,
+) -> tuple[list[int], list[list[int]]]:
+    """Token ids of the context and of each question (question + template suffix + answer
+    prefix), as the adapter feeds them: the context cut to ``options.max_context_length``, the
+    chat template used when the tokenizer has one unless ``options.use_chat_template`` says
+    otherwise."""
+    use_template = options.use_chat_template
+    if use_template is None:
+        use_template = has_chat_template(tokenizer)
+    elif use_template and not has_chat_template(tokenizer):
+        raise ValueError(
+            "request_kwargs['use_chat_template']=True but the tokenizer has no chat template"
+        )
+    if options.max_context_length is not None:
+        context = truncate_context(
+            tokenizer, context, options.max_context_length, options.truncation
+        )
+    template = build_template(tokenizer, context, use_template)
+    question_ids = [
+        encode_question(tokenizer, question_text(template, q, answer_prefix)) for q in questions
+    ]
+    return encode_context(tokenizer, template), question_ids

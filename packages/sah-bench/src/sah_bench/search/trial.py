@@ -116,29 +116,22 @@ def _prompt_shapes(
     adapter: Any, groups: list[Any], request_kwargs: Mapping[str, Any]
 ) -> list[tuple[int, int, int]]:
     """(context tokens, question tokens, max_new_tokens) of every calibration question,
-    tokenised as the adapter does (chat template split, question + answer prefix)."""
-    from sah_adapters.prompt_builder import (
-        build_template,
-        encode_context,
-        encode_question,
-        has_chat_template,
-        question_text,
-    )
+    tokenised as the adapter does (:func:`sah_adapters.prompt_builder.encode_prompt`)."""
+    from sah_adapters.generation_settings import RequestSettings
+    from sah_adapters.prompt_builder import encode_prompt
 
     tokenizer = getattr(adapter, "tokenizer", None)
     if tokenizer is None:
         return []
-    use_template = request_kwargs.get("use_chat_template")
-    if use_template is None:
-        use_template = has_chat_template(tokenizer)
+    options = RequestSettings.from_kwargs(dict(request_kwargs))
     shapes = []
     for g in groups:
-        template = build_template(tokenizer, g.context, bool(use_template))
-        context = len(encode_context(tokenizer, template))
-        for row in g.rows:
-            text = question_text(template, row["question"], g.answer_prefix)
-            question = len(encode_question(tokenizer, text))
-            shapes.append((context, question, int(row["max_new_tokens"])))
+        questions = [row["question"] for row in g.rows]
+        context, question_ids = encode_prompt(
+            tokenizer, g.context, questions, g.answer_prefix, options
+        )
+        for row, ids in zip(g.rows, question_ids, strict=True):
+            shapes.append((len(context), len(ids), int(row["max_new_tokens"])))
     return shapes
 
 
