@@ -23,7 +23,7 @@ import torch
 
 from sah_core.kernels.dispatch import KernelBackend
 from sah_core.kernels.efficient_attention import EfficientAttention
-from sah_core.maskers.quest import MIN_PAGES
+from sah_core.maskers.quest import pages_for_budget
 
 GroupReduction = Literal["none", "max", "sum"]
 _GROUP_REDUCTIONS: tuple[str, ...] = ("none", "max", "sum")
@@ -239,7 +239,7 @@ def quest_select_indices(
     candidate = (page_start[None, :] < visible[:, None]) & ~covered
     bounds = bounds.masked_fill(~candidate, float("-inf"))
 
-    pick = min(max(MIN_PAGES, budget // page_size) if budget > 0 else 0, num_pages)
+    pick = min(pages_for_budget(budget, page_size), num_pages)
     token_lists = []
     if sink > 0:
         sink_tokens = torch.arange(sink, device=device)

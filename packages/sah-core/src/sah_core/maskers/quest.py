@@ -50,6 +50,13 @@ from sah_core.maskers.topk_base import (
 
 #: Fewest pages a row buys (the authors' evaluation code: ``max(3, budget // page_size)``).
 MIN_PAGES = 3
+
+
+def pages_for_budget(tokens: int, page_size: int) -> int:
+    """Pages a token budget buys: ``max(3, tokens // page_size)``, none for no budget."""
+    return max(MIN_PAGES, tokens // page_size) if tokens > 0 else 0
+
+
 #: Slack (in quantisation steps) of the outward rounding of quantised page bounds.
 _SLACK = 1e-3
 
@@ -258,7 +265,7 @@ class QuestTopKMasker(TopKMasker):
         if valid is None:  # every row has K keys: the page budget is one Python int
             size = self.config.heavy_size
             tokens_int = max(1, math.floor(size * k)) if isinstance(size, float) else int(size)
-            wanted = max(MIN_PAGES, tokens_int // self.config.page_size) if tokens_int > 0 else 0
+            wanted = pages_for_budget(tokens_int, self.config.page_size)
             if tokens_int >= k or wanted * self.config.page_size >= k:
                 return Mask.full(shape, previous.device, previous.dtype)
             if wanted <= 0:
