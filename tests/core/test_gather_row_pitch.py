@@ -42,3 +42,51 @@ def test_other_layouts_are_copied_not_misread() -> None:
     indices = torch.tensor([[[[0, 3]]] * 3] * 2)
     out = gather_kv_rows(tensor, indices)
     assert torch.equal(out[1, 2, 0, 1], tensor[1, 2, 3])
+
+
+def test_gathers_into_the_kept_workspace_equal_fresh_gathers(monkeypatch, helpers) -> None:
+    """CPU gathers above WORKSPACE_MIN_BYTES write into one kept buffer per slot: the same
+    rows as a fresh gather (and as a naive loop), the buffer reused and grown, and the index
+    attention through it within fp64 attention, GQA, -1 padding and weights != 1 included."""
+    import sah_core.attention.index_form as index_form
+
+    monkeypatch.setattr(index_form, "WORKSPACE_MIN_BYTES", 1)  # every gather qualifies
+    index_form.release_gather_workspace()
+    b, hkv, hq, k, d, cap = 2, 3, 6, 40, 4, 48
+    view = _buffer_view(b, hkv, k, d, cap)
+    gen = torch.Generator().manual_seed(3)
+    indices = torch.randint(-1, k, (b, hq, 1, 5), generator=gen)
+    fresh = gather_kv_rows(view, indices)
+    kept = gather_kv_rows(view, indices, workspace="keys")
+    assert torch.equal(kept, fresh)
+    first_ptr = kept.data_ptr()
+    again = gather_kv_rows(view, indices[..., :3], workspace="keys")  # smaller: same buffer
+    assert again.data_ptr() == first_ptr and torch.equal(again, fresh[..., :3, :])
+    wider = torch.randint(0, k, (b, hq, 1, 9), generator=gen)
+    assert torch.equal(gather_kv_rows(view, wider, workspace="keys"), gather_kv_rows(view, wider))
+    # a tensor that requires grad never writes into the workspace (out= has no autograd)
+    grad_view = view.detach().clone().requires_grad_(True)
+    out = gather_kv_rows(grad_view, indices, workspace="keys")
+    assert out.requires_grad and out.data_ptr() != first_ptr
+
+    # attention through the workspace path (gather strategy: few rows, K >> L)
+    q = torch.randn(b, hq, 1, d, generator=gen)
+    values = _buffer_view(b, hkv, k, d, cap) * 0.5
+    idx = torch.stack([torch.randperm(k, generator=gen)[:6] for _ in range(b * hq)])
+    idx = idx.view(b, hq, 1, 6)
+    idx[0, 1, 0, 2] = -1  # padding
+    idx[1, 4, 0, 0] = -1
+    weights = torch.rand(b, hq, 1, 6, generator=gen) * 0.9 + 0.1
+    weights = torch.where(idx >= 0, weights, torch.zeros(()))
+    dense_w = torch.zeros(b, hq, 1, k)
+    dense_w.scatter_add_(-1, idx.clamp(min=0), weights)
+    expected = helpers.naive_attention(q, view, values, dense_w, 0.5)
+    got, name = index_form.index_attention_reference_named(
+        q, view, values, idx, weights, scaling=0.5
+    )
+    assert name == "reference/gather"
+    assert torch.allclose(got.double(), expected, atol=1e-5)
+    slots = {("keys", torch.float32), ("values", torch.float32)}
+    assert set(index_form._WORKSPACE.buffers) == slots
+    index_form.release_gather_workspace()
+    assert not index_form._WORKSPACE.buffers

@@ -24,6 +24,7 @@ Two exact strategies, chosen per call by expected cost:
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -291,16 +292,59 @@ def kv_row_pitch(tensor: torch.Tensor) -> int | None:
     return None
 
 
+#: CPU gathers of at least this many bytes write into a reused per-thread buffer (see
+#: :func:`gather_kv_rows`); fresh multi-MiB outputs cost page faults on every call (at
+#: K=32K a 31 MiB row gather took 8-11 ms fresh against 2.5-3.5 ms into a kept buffer).
+WORKSPACE_MIN_BYTES = 1 << 20
+#: Larger gathers than this are never kept (a fresh tensor each call).
+WORKSPACE_MAX_BYTES = 1 << 29
+
+
+class _Workspace(threading.local):
+    def __init__(self) -> None:
+        self.buffers: dict[tuple[str, torch.dtype], torch.Tensor] = {}
+
+
+_WORKSPACE = _Workspace()
+
+
+def release_gather_workspace() -> None:
+    """Free the buffers the CPU row gathers of this thread keep between calls."""
+    _WORKSPACE.buffers.clear()
+
+
+def _workspace_buffer(
+    slot: str, numel: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor | None:
+    """A flat ``numel`` view of this thread's kept buffer ``slot`` (grown when too small),
+    or None when the gather should allocate (not CPU, too small or too large)."""
+    size = numel * dtype.itemsize
+    if device.type != "cpu" or not WORKSPACE_MIN_BYTES <= size <= WORKSPACE_MAX_BYTES:
+        return None
+    key = (slot, dtype)
+    buffer = _WORKSPACE.buffers.get(key)
+    if buffer is None or buffer.numel() < numel:
+        buffer = torch.empty(numel, dtype=dtype, device=device)
+        _WORKSPACE.buffers[key] = buffer
+    return buffer[:numel]
+
+
 def gather_kv_rows(
     tensor: torch.Tensor,
     indices: torch.Tensor,
     flat_rows: torch.Tensor | None = None,
     rows_pitch: int | None = None,
+    workspace: str | None = None,
 ) -> torch.Tensor:
     """Rows of ``tensor [B, Hkv, K, D]`` picked by ``indices [B, Hq, Qc, L]`` (query head h
     reads KV head ``h // (Hq // Hkv)``; -1 reads row 0) -> ``[B, Hq, Qc, L, D]``.
     ``flat_rows`` (:func:`kv_flat_rows` of the same indices at row pitch ``rows_pitch``,
-    default ``K``) skips recomputing the rows when that is this tensor's pitch."""
+    default ``K``) skips recomputing the rows when that is this tensor's pitch.
+
+    ``workspace`` (a slot name): on the CPU, a gather of at least
+    :data:`WORKSPACE_MIN_BYTES` writes into this thread's kept buffer of that slot instead of
+    a fresh tensor, so the result is only valid until the next gather into the same slot
+    (use it at once; the attention paths do). Ignored when ``tensor`` requires grad."""
     b, hkv, k, d = tensor.shape
     pitch = kv_row_pitch(tensor)
     if pitch is None:
@@ -312,6 +356,11 @@ def gather_kv_rows(
         rows = kv_flat_rows(indices, hkv, pitch)
     else:
         rows = flat_rows
+    if workspace is not None and not tensor.requires_grad:
+        buffer = _workspace_buffer(workspace, rows.numel() * d, tensor.dtype, tensor.device)
+        if buffer is not None:
+            torch.index_select(flat, 0, rows, out=buffer.view(rows.numel(), d))
+            return buffer.view(*indices.shape, d)
     # embedding is torch's fastest row gather on CPU (faster than index_select/indexing)
     return torch.nn.functional.embedding(rows, flat).view(*indices.shape, d)
 
@@ -346,7 +395,7 @@ def _gather_chunk(
         if logits.dtype != torch.float32:
             logits = logits.float()
     else:
-        selected_keys = gather_kv_rows(keys, indices, rows, pitch)  # [B, Hq, Qc, L, D]
+        selected_keys = gather_kv_rows(keys, indices, rows, pitch, "keys")  # [B, Hq, Qc, L, D]
         logits = torch.matmul(queries.unsqueeze(-2), selected_keys.transpose(-1, -2)).squeeze(-2)
         logits = (logits if logits.dtype == torch.float32 else logits.float()).mul_(scaling)
     logits = _add_importance_bias(logits, indices, weights)
@@ -357,7 +406,7 @@ def _gather_chunk(
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
     if probs.dtype != values.dtype:
         probs = probs.to(values.dtype)
-    selected_values = gather_kv_rows(values, indices, rows, pitch)
+    selected_values = gather_kv_rows(values, indices, rows, pitch, "values")
     out = torch.matmul(probs.unsqueeze(-2), selected_values).squeeze(-2)
     return out if out.dtype == queries.dtype else out.to(queries.dtype)
 
