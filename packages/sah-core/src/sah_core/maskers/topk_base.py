@@ -21,6 +21,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores_into, remember_index_logits
+from sah_core.attention.cpu_top_k import kernel_applies, row_top_k
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -335,8 +336,8 @@ class TopKMasker(ResearchMasker):
         if hi <= lo:  # every key is already selected
             return torch.full((*call.shape[:3], take), -1, dtype=torch.int64, device=call.device)
         part = scores[..., lo:hi]
-        part = part.float() if part.dtype != torch.float32 else part.contiguous()
-        values, idx = part.topk(min(take, hi - lo), dim=-1, sorted=False)
+        part = part.float() if part.dtype != torch.float32 else part
+        values, idx = row_top_k(part, min(take, hi - lo))
         if lo:
             idx.add_(lo)
         idx.masked_fill_(values == float("-inf"), -1)  # a key the masker scored -inf
@@ -430,7 +431,7 @@ class TopKMasker(ResearchMasker):
                         scores[..., lo : min(hi, limit)] = float("-inf")
             count = min(take, candidates.shape[-1])
             if count > 0:
-                values, idx = candidates.topk(count, dim=-1, sorted=False)
+                values, idx = row_top_k(candidates, count)
                 bad = values <= forbidden_below
                 out_logits[..., width_prev : width_prev + count] = values.masked_fill_(
                     bad, float("-inf")
@@ -553,6 +554,8 @@ class TopKMasker(ResearchMasker):
         take = min(budget, limit)
         if stable:
             values, idx = stable_top(scores, take, best_first)
+        elif not best_first and kernel_applies(scores, take):
+            values, idx = row_top_k(scores, take)  # the CPU kernel: a fraction of torch.topk
         elif scores.device.type == "cpu":
             # torch.topk on int32 is ~2x faster on the CPU than on fp32 (no NaN-aware
             # comparisons); the keys have the scores' order, so the picks are the same

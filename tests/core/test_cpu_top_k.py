@@ -1,0 +1,110 @@
+"""The CPU row top-k kernel against a naive reference: a stable descending sort per row.
+
+The kernel must return exactly the top ``k`` of each row (ties at the k-th value toward the
+lower index, NaN highest) whatever its sampled threshold does, so the cases include rows
+built to defeat the sample (every sampled position holds the row's largest value), ties,
+NaN, -inf, strided views and the torch.topk fallbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from sah_core.attention import cpu_top_k
+from sah_core.attention.cpu_top_k import kernel_applies, row_top_k
+
+
+def naive_top_k(scores: torch.Tensor, k: int) -> list[set[int]]:
+    """Per row, the indices of the k best entries: NaN first, then by value, ties by index."""
+    chosen = []
+    for row in scores.reshape(-1, scores.shape[-1]).tolist():
+        order = sorted(
+            range(len(row)),
+            key=lambda j: (0 if row[j] != row[j] else 1, -row[j] if row[j] == row[j] else 0, j),
+        )
+        chosen.append(set(order[:k]))
+    return chosen
+
+
+def check(scores: torch.Tensor, k: int) -> None:
+    assert kernel_applies(scores, k)
+    values, indices = row_top_k(scores, k)
+    assert values.shape == (*scores.shape[:-1], k) and indices.dtype == torch.int64
+    flat_idx = indices.reshape(-1, k)
+    assert [set(r) for r in flat_idx.tolist()] == naive_top_k(scores, k)
+    torch.testing.assert_close(values, scores.gather(-1, indices), equal_nan=True)
+
+
+@pytest.fixture(autouse=True)
+def small_problems_use_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_top_k, "MIN_ELEMENTS", 1)
+
+
+@pytest.mark.parametrize("length,k", [(64, 8), (257, 12), (1000, 50), (4096, 300), (33, 4)])
+def test_random_rows_match_the_sort(length: int, k: int) -> None:
+    gen = torch.Generator().manual_seed(length)
+    check(torch.randn(3, 5, length, generator=gen), k)
+
+
+def test_a_row_that_defeats_the_sample_falls_back_to_the_whole_row() -> None:
+    length, k = 640, 70
+    row = torch.rand(length) - 1.0  # in [-1, 0)
+    step = length // 64
+    row[::step] = 5.0  # every sampled entry is the maximum: both cuts keep only those 64
+    check(row.expand(4, length).clone(), k)
+
+
+def test_ties_go_to_the_lower_index() -> None:
+    scores = torch.zeros(6, 512)
+    scores[:, 100:140] = 1.0  # 40 best, then 472 tied zeros: 10 of them must be 0..9
+    _values, indices = row_top_k(scores, 50)
+    for row in indices.tolist():
+        assert set(row) == set(range(100, 140)) | set(range(10))
+    check(torch.randint(0, 3, (4, 800), generator=torch.Generator().manual_seed(1)).float(), 90)
+
+
+def test_nan_ranks_highest_and_minus_inf_lowest() -> None:
+    gen = torch.Generator().manual_seed(2)
+    scores = torch.randn(4, 700, generator=gen)
+    scores[:, 650:] = float("-inf")
+    scores[0, 3] = float("nan")
+    scores[1, 600] = -float("nan")  # a negative NaN ranks highest too, as in torch.topk
+    scores[2, :] = float("-inf")
+    scores[2, 10] = 0.5
+    check(scores, 60)
+    _, indices = row_top_k(scores, 60)
+    assert 3 in indices[0].tolist() and 600 in indices[1].tolist()
+
+
+def test_strided_views_are_read_in_place() -> None:
+    gen = torch.Generator().manual_seed(3)
+    base = torch.randn(2, 4, 16, 900, generator=gen)
+    view = base[..., 128:800]  # a last-dim slice, as the prefill reads its free columns
+    check(view, 40)
+    before = base.clone()
+    row_top_k(view, 40)
+    assert torch.equal(base, before)  # the scores are only read
+
+
+def test_problems_outside_the_kernel_use_torch_topk() -> None:
+    scores = torch.randn(3, 200, dtype=torch.float64)
+    assert not kernel_applies(scores, 10)  # not fp32
+    assert not kernel_applies(torch.randn(3, 200), 50)  # a dense selection (8k > L)
+    assert not kernel_applies(torch.randn(3, 200)[:, ::2], 5)  # a strided last dim
+    _values, indices = row_top_k(scores, 10)
+    assert [set(r) for r in indices.tolist()] == naive_top_k(scores, 10)
+
+
+def test_a_call_from_a_second_thread_while_busy_uses_torch_topk() -> None:
+    scores = torch.randn(8, 1000)
+    results: list[set[int]] = []
+    with cpu_top_k._BUSY:  # as if another thread were inside the kernel
+        worker = threading.Thread(
+            target=lambda: results.extend(set(r) for r in row_top_k(scores, 30)[1].tolist())
+        )
+        worker.start()
+        worker.join()
+    assert results == naive_top_k(scores, 30)
