@@ -187,20 +187,25 @@ def index_attention_reference_named(
     gathering their keys (read-only; None = compute them).
 
     ``logits`` (fp32 ``[B, Hq, Q, L]``, read-only) are the logits of every index entry with
-    the attention mask already added, ``scaling * q . k_j + attention_mask[j]`` (entries at
-    -1 are ignored), as a top-k masker over the exact logits keeps them
+    the attention mask already added, ``scaling * q . k_j + attention_mask[j]`` (``-inf`` at
+    the -1 entries), as a top-k masker over the exact logits keeps them
     (:func:`~sah_core.attention.common.remember_index_logits`): no ``q . K`` is computed and
     no key is read; the importance weights are still applied here."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     width = indices.shape[-1]
-    out = torch.empty((b, hq, q, values.shape[-1]), dtype=queries.dtype, device=queries.device)
     group = hq // hkv
     use_gather = 2 * group * q * width <= k or 16 * width <= k
     name = "reference/gather" if use_gather else "reference/dense-chunk"
+
+    def new_out() -> torch.Tensor:
+        shape = (b, hq, q, values.shape[-1])
+        return torch.empty(shape, dtype=queries.dtype, device=queries.device)
+
     if q == 0:
-        return out, name
+        return new_out(), name
     if logits is not None:
+        out = new_out()
         return _attention_from_logits(
             values, indices, weights, logits, s_aux, dropout, query_chunk_size, use_gather, out
         ), f"{name}+logits"
@@ -228,7 +233,8 @@ def index_attention_reference_named(
         )
 
     if chunk >= q:
-        return run(0, q), name
+        return run(0, q), name  # one chunk: no output buffer to fill
+    out = new_out()
     for start in range(0, q, chunk):
         end = min(q, start + chunk)
         out[:, :, start:end] = run(start, end)
@@ -293,9 +299,10 @@ def kv_row_pitch(tensor: torch.Tensor) -> int | None:
 
 
 #: CPU gathers of at least this many bytes write into a reused per-thread buffer (see
-#: :func:`gather_kv_rows`); fresh multi-MiB outputs cost page faults on every call (at
-#: K=32K a 31 MiB row gather took 8-11 ms fresh against 2.5-3.5 ms into a kept buffer).
-WORKSPACE_MIN_BYTES = 1 << 20
+#: :func:`gather_kv_rows`); fresh outputs of this size cost page faults on many calls (at
+#: K=32K a 31 MiB row gather took 8-11 ms fresh against 2.5-3.5 ms into a kept buffer; at
+#: SmolLM2's 3.5K-token decode a ~1 MiB one 0.5-1 ms against ~0.1 ms).
+WORKSPACE_MIN_BYTES = 1 << 16
 #: Larger gathers than this are never kept (a fresh tensor each call).
 WORKSPACE_MAX_BYTES = 1 << 29
 
@@ -486,9 +493,7 @@ def _attention_from_logits(
         end = min(q, start + rows_per)
         idx = indices[:, :, start:end]
         chunk_logits = logits[:, :, start:end]
-        if weights is None:
-            chunk_logits = chunk_logits.masked_fill(idx < 0, float("-inf"))
-        else:
+        if weights is not None:  # (padding already holds -inf: remember_index_logits)
             chunk_logits = _add_importance_bias(chunk_logits.clone(), idx, weights[:, :, start:end])
         probs = apply_dropout(softmax_with_sink(chunk_logits, s_aux), dropout)
         safe = idx.clamp(min=0)
