@@ -73,10 +73,21 @@ def keep_at_least(row: Any, cut: Any, cand: Any) -> Any:
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def top_k_rows(scores: Any, k: int, blocks: int, out_values: Any, out_indices: Any) -> None:
-    """The ``k`` largest entries of each row of ``scores [R, L]`` (``0 < k < L``) into
-    ``out_values`` / ``out_indices`` ``[R, k]``; ties at the k-th value by lowest index."""
-    rows, length = scores.shape
+def top_k_rows(
+    scores: Any,
+    k: int,
+    blocks: int,
+    out_values: Any,
+    out_indices: Any,
+    offset: int,
+    forbidden: Any,
+) -> None:
+    """The ``k`` largest entries of each row of ``scores [G, R, L]`` (``0 < k < L``) into
+    ``out_values`` / ``out_indices`` ``[G, R, k]`` (any strides); ties at the k-th value by
+    lowest index. ``offset`` is added to every index; a picked entry ``<= forbidden`` (a
+    float32; NaN: none) is written as index -1 and value -inf."""
+    groups, per_group, length = scores.shape
+    rows = groups * per_group
     step = max(1, length // SAMPLE)
     taken = min(SAMPLE, length // step)
     share = (k * taken + length - 1) // length  # sampled entries expected above the k-th
@@ -87,7 +98,10 @@ def top_k_rows(scores: Any, k: int, blocks: int, out_values: Any, out_indices: A
         work = np.empty(length, np.int32)
         sample = np.empty(SAMPLE, np.int32)
         for r in range(block * rows // blocks, (block + 1) * rows // blocks):
-            row = scores[r]
+            g, i_row = r // per_group, r % per_group
+            row = scores[g, i_row]
+            idx_out = out_indices[g, i_row]
+            val_out = out_values[g, i_row]
             count = 0
             if loose < taken:
                 for i in range(taken):
@@ -108,13 +122,19 @@ def top_k_rows(scores: Any, k: int, blocks: int, out_values: Any, out_indices: A
             kth = kth_smallest(work, count, count - k)
             out: Any = 0
             for i in range(count):  # branch-free: at most k - 1 keys exceed the k-th
-                out_indices[r, out] = cand[i]
+                idx_out[out] = cand[i]
                 out += np.int64(keys[i] > kth)
             for i in range(count):  # ties at the k-th value: lowest index first
                 if out >= k:
                     break
                 if keys[i] == kth:
-                    out_indices[r, out] = cand[i]
+                    idx_out[out] = cand[i]
                     out += 1
             for i in range(k):
-                out_values[r, i] = row[out_indices[r, i]]
+                value = row[idx_out[i]]
+                if value <= forbidden:
+                    idx_out[i] = -1
+                    val_out[i] = -np.inf
+                else:
+                    idx_out[i] += offset
+                    val_out[i] = value

@@ -22,6 +22,7 @@ import os
 import threading
 from typing import Any
 
+import numpy as np
 import torch
 
 #: Problems smaller than this (rows x columns) go to ``torch.topk``: the kernel's fixed
@@ -49,7 +50,7 @@ def kernel_applies(scores: torch.Tensor, k: int) -> bool:
         and not scores.requires_grad
         and scores.dim() >= 1
         and k > 0
-        and 8 * k <= scores.shape[-1]  # a dense selection: torch's nth_element is faster
+        and 2 * k <= scores.shape[-1]  # a dense selection: torch's nth_element is as fast
         and scores.numel() >= MIN_ELEMENTS
         and scores.stride(-1) == 1
     )
@@ -59,27 +60,74 @@ def row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     """``(values, indices)`` of the ``k`` largest entries of each row of ``scores [..., L]``,
     like ``scores.topk(k, dim=-1, sorted=False)`` (the same value set; ties go to the lower
     index; the order within a row is unspecified). ``scores`` is only read."""
-    if not kernel_applies(scores, k):
-        values, indices = scores.topk(k, dim=-1, sorted=False)
-        return values, indices
-    lead = scores.shape[:-1]
-    length = scores.shape[-1]
-    flat = scores.reshape(-1, length)  # a view for a last-dim slice of a contiguous buffer
-    rows = flat.shape[0]
-    values = torch.empty((rows, k), dtype=torch.float32)
-    indices = torch.empty((rows, k), dtype=torch.int64)
-    threads = max(1, torch.get_num_threads())
-    blocks = min(rows, 8 * threads)
+    if kernel_applies(scores, k):
+        lead = scores.shape[:-1]
+        values = torch.empty((*lead, k), dtype=torch.float32)
+        indices = torch.empty((*lead, k), dtype=torch.int64)
+        if _run(
+            scores.reshape(1, -1, scores.shape[-1]),
+            k,
+            values.view(1, -1, k),
+            indices.view(1, -1, k),
+            0,
+            float("nan"),
+        ):
+            return values, indices
+    values, indices = scores.topk(k, dim=-1, sorted=False)
+    return values, indices
+
+
+def row_top_k_into(
+    scores: torch.Tensor,
+    k: int,
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    offset: int,
+    forbidden_below: float,
+) -> None:
+    """:func:`row_top_k` of ``scores [G, R, L]`` written into the (strided) views
+    ``values`` / ``indices`` ``[G, R, k]``, with ``offset`` added to the indices and a pick
+    ``<= forbidden_below`` written as index -1, value -inf (the prefill's masked keys):
+    the kernel writes its results in place, with no temporaries or copies."""
+    if not (
+        kernel_applies(scores, k) and _run(scores, k, values, indices, offset, forbidden_below)
+    ):
+        picked, idx = scores.topk(k, dim=-1, sorted=False)
+        bad = picked <= forbidden_below
+        values.copy_(picked.masked_fill_(bad, float("-inf")))
+        if offset:
+            idx.add_(offset)
+        indices.copy_(idx.masked_fill_(bad, -1))
+
+
+def _run(
+    scores: torch.Tensor,
+    k: int,
+    values: torch.Tensor,
+    indices: torch.Tensor,
+    offset: int,
+    forbidden_below: float,
+) -> bool:
+    """One kernel call on 3-D views; False (nothing written) when another thread is in it."""
     kernel = _kernel()
     if not _BUSY.acquire(blocking=False):
-        values, indices = scores.topk(k, dim=-1, sorted=False)
-        return values, indices
+        return False
     try:
+        threads = max(1, torch.get_num_threads())
         _set_threads(threads)
-        kernel(flat.numpy(), k, blocks, values.numpy(), indices.numpy())
+        rows = scores.shape[0] * scores.shape[1]
+        kernel(
+            scores.numpy(),
+            k,
+            min(rows, 8 * threads),
+            values.numpy(),
+            indices.numpy(),
+            offset,
+            np.float32(forbidden_below),
+        )
     finally:
         _BUSY.release()
-    return values.view(*lead, k), indices.view(*lead, k)
+    return True
 
 
 def _set_threads(threads: int) -> None:

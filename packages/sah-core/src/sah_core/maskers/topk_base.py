@@ -21,7 +21,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores_into, remember_index_logits
-from sah_core.attention.cpu_top_k import kernel_applies, row_top_k
+from sah_core.attention.cpu_top_k import kernel_applies, row_top_k, row_top_k_into
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -404,7 +404,10 @@ class TopKMasker(ResearchMasker):
             mask_chunk = chunk.attention_mask
             forbidden_below = float("-inf")
             if mask_chunk is not None:
-                scores.add_(mask_chunk[..., :limit])
+                part = mask_chunk[..., :limit]
+                # only the columns the mask touches (the diagonal block of a causal mask)
+                first = int(part.ne(0).flatten(0, -2).any(0).int().argmax()) if limit else 0
+                scores[..., first:].add_(part[..., first:])
                 forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
             # the previous keys' logits, then those keys out of the top-k
             candidates, offset = scores, 0
@@ -431,14 +434,19 @@ class TopKMasker(ResearchMasker):
                         scores[..., lo : min(hi, limit)] = float("-inf")
             count = min(take, candidates.shape[-1])
             if count > 0:
-                values, idx = row_top_k(candidates, count)
-                bad = values <= forbidden_below
-                out_logits[..., width_prev : width_prev + count] = values.masked_fill_(
-                    bad, float("-inf")
+                rows = chunk.end - chunk.start
+                row_top_k_into(
+                    candidates.reshape(b * h, rows, candidates.shape[-1]),
+                    count,
+                    logits.view(b * h, q, width)[:, chunk.start : chunk.end, width_prev:][
+                        ..., :count
+                    ],
+                    indices.view(b * h, q, width)[:, chunk.start : chunk.end, width_prev:][
+                        ..., :count
+                    ],
+                    offset,
+                    forbidden_below,
                 )
-                if offset:
-                    idx.add_(offset)
-                out_idx[..., width_prev : width_prev + count] = idx.masked_fill_(bad, -1)
             if count < take:
                 out_idx[..., width_prev + count :] = -1
                 out_logits[..., width_prev + count :] = float("-inf")
