@@ -108,3 +108,33 @@ def test_a_call_from_a_second_thread_while_busy_uses_torch_topk() -> None:
         worker.start()
         worker.join()
     assert results == naive_top_k(scores, 30)
+
+
+@pytest.mark.parametrize("use_kernel", [True, False])
+def test_into_views_adds_the_offset_and_marks_masked_picks(
+    use_kernel: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not use_kernel:
+        monkeypatch.setattr(cpu_top_k, "MIN_ELEMENTS", 1 << 40)
+    gen = torch.Generator().manual_seed(4)
+    scores = torch.randn(3, 6, 500, generator=gen)
+    forbidden = torch.finfo(torch.float32).min / 2
+    scores[1, :, 30:] = torch.finfo(torch.float32).min  # row group 1: only 30 allowed keys
+    values = torch.full((3, 10, 80), 7.0)
+    indices = torch.full((3, 10, 80), 7, dtype=torch.int64)
+    cpu_top_k.row_top_k_into(
+        scores, 40, values[:, 2:8, 5:45], indices[:, 2:8, 5:45], 100, forbidden
+    )
+    expected = naive_top_k(scores, 40)
+    got_idx = indices[:, 2:8, 5:45].reshape(-1, 40)
+    got_val = values[:, 2:8, 5:45].reshape(-1, 40)
+    for row, (want, idx, val) in enumerate(zip(expected, got_idx, got_val, strict=True)):
+        flat = scores.reshape(-1, 500)[row]
+        allowed = {j for j in want if flat[j] > forbidden}
+        assert {j - 100 for j in idx.tolist() if j >= 0} == allowed
+        assert (idx < 0).sum() == 40 - len(allowed)
+        assert torch.equal(val[idx < 0], torch.full(((idx < 0).sum(),), float("-inf")))
+        assert torch.equal(val[idx >= 0], flat[idx[idx >= 0] - 100])
+    untouched = torch.ones(3, 10, 80, dtype=torch.bool)
+    untouched[:, 2:8, 5:45] = False
+    assert bool((values[untouched] == 7.0).all()) and bool((indices[untouched] == 7).all())
