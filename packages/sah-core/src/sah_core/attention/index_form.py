@@ -489,14 +489,26 @@ def _attention_from_logits(
         rows_per = plan_chunk_rows(query_chunk_size, b * hq * k)
     rows_per = min(rows_per, q)
     buffer = None if use_gather else values.new_empty(b * hq * rows_per * k)
+    # per-chunk softmax and clamped indices go to buffers kept across the chunks: fresh
+    # multi-MiB tensors each chunk cost page faults comparable to the ops themselves
+    width = indices.shape[-1]
+    reuse = not use_gather and s_aux is None and q > rows_per
+    probs_buffer = logits.new_empty(b * hq * rows_per * width) if reuse else None
+    safe_buffer = indices.new_empty(b * hq * rows_per * width) if reuse else None
     for start in range(0, q, rows_per):
         end = min(q, start + rows_per)
         idx = indices[:, :, start:end]
         chunk_logits = logits[:, :, start:end]
         if weights is not None:  # (padding already holds -inf: remember_index_logits)
             chunk_logits = _add_importance_bias(chunk_logits.clone(), idx, weights[:, :, start:end])
-        probs = apply_dropout(softmax_with_sink(chunk_logits, s_aux), dropout)
-        safe = idx.clamp(min=0)
+        if probs_buffer is not None and safe_buffer is not None:
+            size = b * hq * (end - start) * width
+            probs_out = probs_buffer[:size].view(idx.shape)
+            probs = apply_dropout(softmax_with_sink(chunk_logits, None, probs_out), dropout)
+            safe = torch.clamp(idx, min=0, out=safe_buffer[:size].view(idx.shape))
+        else:
+            probs = apply_dropout(softmax_with_sink(chunk_logits, s_aux), dropout)
+            safe = idx.clamp(min=0)
         if use_gather:
             selected_values = gather_kv_rows(values, idx)
             part = torch.matmul(probs.to(values.dtype).unsqueeze(-2), selected_values).squeeze(-2)

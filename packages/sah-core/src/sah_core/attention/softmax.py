@@ -5,16 +5,18 @@ from __future__ import annotations
 import torch
 
 
-def softmax_with_sink(logits: torch.Tensor, s_aux: torch.Tensor | None) -> torch.Tensor:
+def softmax_with_sink(
+    logits: torch.Tensor, s_aux: torch.Tensor | None, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """Softmax over the last dim of fp32 ``logits [B, H, Qc, N]`` (``-inf`` = absent key).
 
     ``s_aux`` (``[H]``, gpt-oss style attention sinks) adds one extra logit per head to the
     denominator only. A row whose every logit is ``-inf`` (nothing attended) and that has no
     sink gets all-zero probabilities (output 0); a NaN logit propagates to its row, as in
-    dense attention.
+    dense attention. ``out`` (same shape; used without ``s_aux``) receives the result.
     """
     if s_aux is None:
-        probs = torch.softmax(logits, dim=-1)
+        probs = torch.softmax(logits, dim=-1) if out is None else torch.softmax(logits, -1, out=out)
         if logits.shape[-1] == 0:
             return probs
         # only fully masked rows (max = -inf) become 0; amax propagates NaN, so a row that
