@@ -30,17 +30,12 @@ def naive_top_k(scores: torch.Tensor, k: int) -> list[set[int]]:
 
 
 def check(scores: torch.Tensor, k: int) -> None:
-    assert kernel_applies(scores, k)
+    assert kernel_applies(scores, k)  # (row_top_k copies a strided last dim first)
     values, indices = row_top_k(scores, k)
     assert values.shape == (*scores.shape[:-1], k) and indices.dtype == torch.int64
     flat_idx = indices.reshape(-1, k)
     assert [set(r) for r in flat_idx.tolist()] == naive_top_k(scores, k)
     torch.testing.assert_close(values, scores.gather(-1, indices), equal_nan=True)
-
-
-@pytest.fixture(autouse=True)
-def small_problems_use_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cpu_top_k, "MIN_ELEMENTS", 1)
 
 
 @pytest.mark.parametrize("length,k", [(64, 8), (257, 12), (1000, 50), (4096, 300), (33, 4)])
@@ -89,25 +84,40 @@ def test_strided_views_are_read_in_place() -> None:
     assert torch.equal(base, before)  # the scores are only read
 
 
-def test_problems_outside_the_kernel_use_torch_topk() -> None:
+def test_every_fp32_cpu_selection_runs_the_kernel_else_torch_topk() -> None:
+    # one tie rule whatever the batch: a padded batch and a row alone pick the same keys
+    assert kernel_applies(torch.randn(1, 5), 2) and kernel_applies(torch.randn(9, 200), 150)
+    check(torch.randn(2, 9)[:, ::2], 3)  # a strided last dim is copied, then selected
+    check(torch.randn(3, 40), 39)
     scores = torch.randn(3, 200, dtype=torch.float64)
-    assert not kernel_applies(scores, 10)  # not fp32
-    assert not kernel_applies(torch.randn(3, 200), 101)  # a dense selection (2k > L)
-    assert not kernel_applies(torch.randn(3, 200)[:, ::2], 5)  # a strided last dim
-    _values, indices = row_top_k(scores, 10)
+    assert not kernel_applies(scores, 10) and not kernel_applies(torch.randn(3, 8), 8)
+    _, indices = row_top_k(scores, 10)
     assert [set(r) for r in indices.tolist()] == naive_top_k(scores, 10)
 
 
-def test_a_call_from_a_second_thread_while_busy_uses_torch_topk() -> None:
-    scores = torch.randn(8, 1000)
-    results: list[set[int]] = []
-    with cpu_top_k._BUSY:  # as if another thread were inside the kernel
-        worker = threading.Thread(
-            target=lambda: results.extend(set(r) for r in row_top_k(scores, 30)[1].tolist())
-        )
-        worker.start()
-        worker.join()
-    assert results == naive_top_k(scores, 30)
+def test_a_row_padded_on_the_left_picks_the_same_keys() -> None:
+    gen = torch.Generator().manual_seed(5)
+    row = torch.randint(0, 4, (1, 300), generator=gen).float()  # many exact ties
+    padded = torch.cat([torch.full((1, 37), float("-inf")), row], dim=-1)
+    _, alone = row_top_k(row, 60)
+    _, batched = row_top_k(torch.cat([padded, torch.randn(3, 337, generator=gen)]), 60)
+    assert {j - 37 for j in batched[0].tolist()} == set(alone[0].tolist())
+
+
+def test_calls_from_several_threads_take_turns() -> None:
+    scores = [torch.randn(16, 700, generator=torch.Generator().manual_seed(s)) for s in range(6)]
+    results: dict[int, list[set[int]]] = {}
+
+    def work(n: int) -> None:
+        for _ in range(5):
+            results[n] = [set(r) for r in row_top_k(scores[n], 30)[1].tolist()]
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert all(results[n] == naive_top_k(scores[n], 30) for n in range(6))
 
 
 @pytest.mark.parametrize("use_kernel", [True, False])
@@ -115,7 +125,7 @@ def test_into_views_adds_the_offset_and_marks_masked_picks(
     use_kernel: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not use_kernel:
-        monkeypatch.setattr(cpu_top_k, "MIN_ELEMENTS", 1 << 40)
+        monkeypatch.setattr(cpu_top_k, "kernel_applies", lambda scores, k: False)
     gen = torch.Generator().manual_seed(4)
     scores = torch.randn(3, 6, 500, generator=gen)
     forbidden = torch.finfo(torch.float32).min / 2

@@ -11,8 +11,9 @@ result never depends on the sample: it is exactly the top ``k`` of each row, tie
 lower index (NaN ranks highest, as in ``torch.topk``).
 
 Compiled with numba (``cache=True``: the first call in a fresh environment compiles for a
-few seconds, later processes load the cached machine code). :func:`row_top_k` falls back to
-``torch.topk`` where the kernel does not apply (not fp32 on the CPU, small problems).
+few seconds, later processes load the cached machine code). Every fp32 CPU selection uses it,
+so one tie rule holds whatever the batch; :func:`row_top_k` is ``torch.topk`` elsewhere (CUDA,
+other dtypes).
 """
 
 from __future__ import annotations
@@ -25,11 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-#: Problems smaller than this (rows x columns) go to ``torch.topk``: the kernel's fixed
-#: cost (a parallel region) is larger than the saving there.
-MIN_ELEMENTS = 1 << 16
 # numba's workqueue threading layer (fork-safe, no second OpenMP runtime next to torch's)
-# must not be entered by two threads at once: a call that finds it busy uses torch.topk.
+# must not be entered by two threads at once: calls from several threads take turns.
 _BUSY = threading.Lock()
 
 
@@ -43,16 +41,17 @@ def _kernel() -> Any:
 
 
 def kernel_applies(scores: torch.Tensor, k: int) -> bool:
-    """True when :func:`row_top_k` runs the kernel for these inputs (else ``torch.topk``)."""
+    """True when :func:`row_top_k` runs the kernel for these inputs (else ``torch.topk``).
+
+    Every fp32 CPU selection of ``0 < k < L`` runs it, whatever the batch or row size: the
+    choice between two tie-breaking rules must not depend on how rows are batched (a batch
+    with padding and one row alone have to pick the same keys)."""
     return (
         scores.device.type == "cpu"
         and scores.dtype == torch.float32
         and not scores.requires_grad
         and scores.dim() >= 1
-        and k > 0
-        and 2 * k <= scores.shape[-1]  # a dense selection: torch's nth_element is as fast
-        and scores.numel() >= MIN_ELEMENTS
-        and scores.stride(-1) == 1
+        and 0 < k < scores.shape[-1]
     )
 
 
@@ -60,20 +59,13 @@ def row_top_k(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]
     """``(values, indices)`` of the ``k`` largest entries of each row of ``scores [..., L]``,
     like ``scores.topk(k, dim=-1, sorted=False)`` (the same value set; ties go to the lower
     index; the order within a row is unspecified). ``scores`` is only read."""
-    if kernel_applies(scores, k):
-        lead = scores.shape[:-1]
-        values = torch.empty((*lead, k), dtype=torch.float32)
-        indices = torch.empty((*lead, k), dtype=torch.int64)
-        if _run(
-            scores.reshape(1, -1, scores.shape[-1]),
-            k,
-            values.view(1, -1, k),
-            indices.view(1, -1, k),
-            0,
-            float("nan"),
-        ):
-            return values, indices
-    values, indices = scores.topk(k, dim=-1, sorted=False)
+    if not kernel_applies(scores, k):
+        values, indices = scores.topk(k, dim=-1, sorted=False)
+        return values, indices
+    lead, length = scores.shape[:-1], scores.shape[-1]
+    values = torch.empty((*lead, k), dtype=torch.float32)
+    indices = torch.empty((*lead, k), dtype=torch.int64)
+    _run(scores.reshape(1, -1, length), k, values.view(1, -1, k), indices.view(1, -1, k), 0, None)
     return values, indices
 
 
@@ -89,15 +81,15 @@ def row_top_k_into(
     ``values`` / ``indices`` ``[G, R, k]``, with ``offset`` added to the indices and a pick
     ``<= forbidden_below`` written as index -1, value -inf (the prefill's masked keys):
     the kernel writes its results in place, with no temporaries or copies."""
-    if not (
-        kernel_applies(scores, k) and _run(scores, k, values, indices, offset, forbidden_below)
-    ):
-        picked, idx = scores.topk(k, dim=-1, sorted=False)
-        bad = picked <= forbidden_below
-        values.copy_(picked.masked_fill_(bad, float("-inf")))
-        if offset:
-            idx.add_(offset)
-        indices.copy_(idx.masked_fill_(bad, -1))
+    if kernel_applies(scores, k):
+        _run(scores, k, values, indices, offset, forbidden_below)
+        return
+    picked, idx = scores.topk(k, dim=-1, sorted=False)
+    bad = picked <= forbidden_below
+    values.copy_(picked.masked_fill_(bad, float("-inf")))
+    if offset:
+        idx.add_(offset)
+    indices.copy_(idx.masked_fill_(bad, -1))
 
 
 def _run(
@@ -106,28 +98,19 @@ def _run(
     values: torch.Tensor,
     indices: torch.Tensor,
     offset: int,
-    forbidden_below: float,
-) -> bool:
-    """One kernel call on 3-D views; False (nothing written) when another thread is in it."""
+    forbidden_below: float | None,
+) -> None:
+    """One kernel call on 3-D views (``forbidden_below`` None: no pick is marked)."""
+    if scores.stride(-1) != 1:
+        scores = scores.contiguous()
     kernel = _kernel()
-    if not _BUSY.acquire(blocking=False):
-        return False
-    try:
+    forbidden = np.float32("nan" if forbidden_below is None else forbidden_below)
+    with _BUSY:
         threads = max(1, torch.get_num_threads())
         _set_threads(threads)
         rows = scores.shape[0] * scores.shape[1]
-        kernel(
-            scores.numpy(),
-            k,
-            min(rows, 8 * threads),
-            values.numpy(),
-            indices.numpy(),
-            offset,
-            np.float32(forbidden_below),
-        )
-    finally:
-        _BUSY.release()
-    return True
+        blocks = min(rows, 8 * threads)
+        kernel(scores.numpy(), k, blocks, values.numpy(), indices.numpy(), offset, forbidden)
 
 
 def _set_threads(threads: int) -> None:
