@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from sah_adapters import dense_gqa
 from sah_adapters.attention_registration import (
     NAME_PREFIX,
     register_attention,
@@ -604,7 +605,12 @@ class ModelAdapterHF(ModelAdapter, ModelHubAdapterInterface, SparseAttentionAdap
         research = self._research_attention is not None and phase in self._request_phases
         run = self._eviction_run
         routed = run is not None and (phase == "prefill" or run.needs_routing)
-        return self.enable_sparse_mode() if research or routed else self.enable_dense_mode()
+        if research or routed:
+            return self.enable_sparse_mode()
+        if phase in ("question", "decode") and self._dense_implementation == "sdpa":
+            # the same SDPA, with GQA inside it also under a padding mask (sah_adapters.dense_gqa)
+            return self._use_implementation(dense_gqa.ensure_registered())
+        return self.enable_dense_mode()
 
     def _answer_all(
         self,
