@@ -322,7 +322,13 @@ class AdaptiveSamplingMasker(SamplingMasker):
     ) -> torch.Tensor:
         """fp32 ``scaling * q . k`` at ``picked [B, Hq, Qc, L]`` (-1 reads key 0; a fresh
         tensor): gathered key rows when that reads fewer bytes than scoring every key, else
-        from the call's shared scores. ``nonnegative``: ``picked`` holds no -1."""
+        from the call's shared scores. ``nonnegative``: ``picked`` holds no -1. Scores an
+        earlier masker of the stack already computed for these rows (an oracle top-k's
+        ``call.chunk_scores``) are read, never recomputed or re-gathered."""
+        cached = call.cached_scores(chunk.start, chunk.end)
+        if cached is not None and cached.shape[-1] >= chunk.key_limit and chunk.key_limit > 0:
+            logits = cached.gather(-1, picked if nonnegative else picked.clamp(min=0))
+            return logits if logits.dtype == torch.float32 else logits.float()
         if picked.shape[-1] * call.group_size < chunk.key_limit or chunk.key_limit == 0:
             pitch = kv_row_pitch(call.keys) or call.k_len
             flat = kv_flat_rows(picked, call.num_kv_heads, pitch, nonnegative=nonnegative)
