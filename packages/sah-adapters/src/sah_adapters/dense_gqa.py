@@ -58,7 +58,7 @@ def dense_gqa_attention(
             enable_gqa=True,
         )
         return out.transpose(1, 2).contiguous(), None
-    return sdpa_attention_forward(  # type: ignore[no-any-return]
+    return sdpa_attention_forward(
         module,
         query,
         key,
