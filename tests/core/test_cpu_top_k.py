@@ -38,13 +38,21 @@ def check(scores: torch.Tensor, k: int) -> None:
     torch.testing.assert_close(values, scores.gather(-1, indices), equal_nan=True)
 
 
+@pytest.fixture(params=["serial", "parallel"])
+def launch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both kernels: the serial one (small problems) and the parallel one (row blocks)."""
+    if request.param == "parallel":
+        monkeypatch.setattr(cpu_top_k, "PARALLEL_MIN_ELEMENTS", 0)
+    return str(request.param)
+
+
 @pytest.mark.parametrize("length,k", [(64, 8), (257, 12), (1000, 50), (4096, 300), (33, 4)])
-def test_random_rows_match_the_sort(length: int, k: int) -> None:
+def test_random_rows_match_the_sort(length: int, k: int, launch: str) -> None:
     gen = torch.Generator().manual_seed(length)
     check(torch.randn(3, 5, length, generator=gen), k)
 
 
-def test_a_row_that_defeats_the_sample_falls_back_to_the_whole_row() -> None:
+def test_a_row_that_defeats_the_sample_falls_back_to_the_whole_row(launch: str) -> None:
     length, k = 640, 70
     row = torch.rand(length) - 1.0  # in [-1, 0)
     step = length // 64
@@ -61,7 +69,7 @@ def test_ties_go_to_the_lower_index() -> None:
     check(torch.randint(0, 3, (4, 800), generator=torch.Generator().manual_seed(1)).float(), 90)
 
 
-def test_nan_ranks_highest_and_minus_inf_lowest() -> None:
+def test_nan_ranks_highest_and_minus_inf_lowest(launch: str) -> None:
     gen = torch.Generator().manual_seed(2)
     scores = torch.randn(4, 700, generator=gen)
     scores[:, 650:] = float("-inf")
@@ -104,7 +112,7 @@ def test_a_row_padded_on_the_left_picks_the_same_keys() -> None:
     assert {j - 37 for j in batched[0].tolist()} == set(alone[0].tolist())
 
 
-def test_calls_from_several_threads_take_turns() -> None:
+def test_calls_from_several_threads_take_turns(launch: str) -> None:
     scores = [torch.randn(16, 700, generator=torch.Generator().manual_seed(s)) for s in range(6)]
     results: dict[int, list[set[int]]] = {}
 

@@ -31,13 +31,19 @@ import torch
 _BUSY = threading.Lock()
 
 
+#: Problems below this many elements run on the calling thread: a parallel launch costs
+#: ~100-150 us, more than selecting a decode step's rows (the picks are the same either way).
+PARALLEL_MIN_ELEMENTS = 1 << 18
+
+
 @functools.lru_cache(maxsize=1)
-def _kernel() -> Any:
-    """The numba kernel (compiled, or loaded from numba's cache, on first use)."""
+def _kernels() -> tuple[Any, Any]:
+    """The numba kernels, parallel and serial (compiled, or loaded from numba's cache, on
+    first use)."""
     os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
     from sah_core.attention import _cpu_top_k_numba
 
-    return _cpu_top_k_numba.top_k_rows
+    return _cpu_top_k_numba.top_k_rows, _cpu_top_k_numba.top_k_rows_serial
 
 
 def kernel_applies(scores: torch.Tensor, k: int) -> bool:
@@ -103,14 +109,17 @@ def _run(
     """One kernel call on 3-D views (``forbidden_below`` None: no pick is marked)."""
     if scores.stride(-1) != 1:
         scores = scores.contiguous()
-    kernel = _kernel()
     forbidden = np.float32("nan" if forbidden_below is None else forbidden_below)
+    rows = scores.shape[0] * scores.shape[1]
+    parallel, serial = _kernels()
+    if rows * scores.shape[2] < PARALLEL_MIN_ELEMENTS:
+        serial(scores.numpy(), k, 1, values.numpy(), indices.numpy(), offset, forbidden)
+        return
     with _BUSY:
         threads = max(1, torch.get_num_threads())
         _set_threads(threads)
-        rows = scores.shape[0] * scores.shape[1]
         blocks = min(rows, 8 * threads)
-        kernel(scores.numpy(), k, blocks, values.numpy(), indices.numpy(), offset, forbidden)
+        parallel(scores.numpy(), k, blocks, values.numpy(), indices.numpy(), offset, forbidden)
 
 
 def _set_threads(threads: int) -> None:
