@@ -7,11 +7,17 @@ behind the workspace venv. One pytest process per session: importing transformer
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nox
 
 nox.options.default_venv_backend = "uv"
+
+# Some machines (this project's CI among them) set PYTHONDONTWRITEBYTECODE=1: then every test
+# process, tutorial and worker recompiles transformers and torch from source (~20 s each,
+# half of a tutorial's run). The session venvs are throwaway, so let them cache bytecode.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 # Importable through pytest's `pythonpath` (pyproject.toml); spawned workers inherit sys.path.
+
+# Ray reads this when first imported (collecting any Ray test module imports it): under
+# `uv run pytest` it would otherwise start its workers with `uv run` in a copy of the working
+# dir, whose fresh environment lacks ray, and every trial waits minutes for a worker.
+os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
 
 FAKE_FACTORY = "sah_bench_fakes:make_fake_adapter"
 
