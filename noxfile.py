@@ -13,12 +13,12 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "uv"
+nox.options.error_on_missing_interpreters = True
 
 # Some machines (this project's CI among them) set PYTHONDONTWRITEBYTECODE=1: then every test
 # process, tutorial and worker recompiles transformers and torch from source (~20 s each,
 # half of a tutorial's run). The session venvs are throwaway, so let them cache bytecode.
 os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-nox.options.error_on_missing_interpreters = True
 
 PYTHON = "3.11"
 ROOT = Path(__file__).parent

@@ -15,11 +15,9 @@ pytestmark = pytest.mark.ray
 
 
 def test_ray_backend_runs_each_cell_as_a_task(
-    tmp_path: Path, fake_factory: str, tests_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, fake_factory: str, tests_dir: Path
 ) -> None:
-    # Under `uv run`, Ray starts workers with `uv run` in a copy of the working dir, whose
-    # fresh environment lacks ray (the extra): use this interpreter's environment instead.
-    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    # conftest.py keeps Ray off `uv run` runtime environments (RAY_ENABLE_UV_RUN_RUNTIME_ENV=0).
     ray.init(
         num_cpus=2,
         include_dashboard=False,

@@ -21,9 +21,7 @@ from sah_bench.search import Calibration, SearchSettings, read_trials, run_searc
 from sah_bench.search.methods import build_method
 from sah_core.search_space import Choice, IntRange
 
-# Ray reads this when first imported: under `uv run` it would otherwise start its workers with
-# `uv run` in a copy of the working dir, whose fresh environment lacks the extras.
-os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+# conftest.py keeps Ray off `uv run` runtime environments (RAY_ENABLE_UV_RUN_RUNTIME_ENV=0).
 ray = pytest.importorskip("ray")
 pytest.importorskip("optuna")
 
@@ -48,10 +46,6 @@ def _log(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def local_ray() -> Any:
     here = Path(__file__).resolve().parent
-    # Under `uv run`, Ray would start workers with `uv run` in a copy of the working dir,
-    # whose fresh environment lacks the extras: keep this interpreter's environment.
-    old = os.environ.get("RAY_ENABLE_UV_RUN_RUNTIME_ENV")
-    os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = "0"
     path = os.pathsep.join([str(here), str(here.parent / "adapters")])
     ray.init(
         num_cpus=2,
@@ -60,10 +54,6 @@ def local_ray() -> Any:
     )
     yield ray
     ray.shutdown()
-    if old is None:
-        os.environ.pop("RAY_ENABLE_UV_RUN_RUNTIME_ENV", None)
-    else:
-        os.environ["RAY_ENABLE_UV_RUN_RUNTIME_ENV"] = old
 
 
 def _settings(tmp_path: Path, methods: list[str], **extra: Any) -> SearchSettings:
