@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from sah_core import AdaptiveSamplingMaskerConfig, Mask, ResearchMasker
+from sah_core.maskers import adaptive_sampling
 
 MIN = torch.finfo(torch.float32).min
 
@@ -30,13 +31,30 @@ def previous_mask(shape, seed: int = 1) -> Mask:
     return Mask.from_index(idx, torch.ones(b, h, q, 2), shape)
 
 
-def smallest(keys: list[int], draws: torch.Tensor, count: int) -> set[int]:
-    """The ``count`` keys with the smallest random draws: a uniform draw without replacement."""
-    return set(sorted(keys, key=lambda j: float(draws[j]))[:count])
+def record_draws(monkeypatch) -> list[torch.Tensor]:
+    """The masker's uniform draws in call order (estimation sample, then kept keys), each
+    ``[B, Hq, Q, W]`` (-1 padded); the draws' own distribution is tested in
+    test_uniform_draws.py."""
+    drawn: list[torch.Tensor] = []
+    for name in ("draw_without_replacement", "draw_from_range"):
+        original = getattr(adaptive_sampling, name)
+
+        def recording(*args, _original=original, **kwargs):
+            out = _original(*args, **kwargs)
+            drawn.append(out)
+            return out
+
+        monkeypatch.setattr(adaptive_sampling, name, recording)
+    return drawn
 
 
-def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draws_base, draws_kept):
-    """Row loop of the documented procedure, fed the masker's two uniform draws."""
+def drawn_set(draw: torch.Tensor, row: tuple[int, int, int]) -> set[int]:
+    return {j for j in draw[row].tolist() if j >= 0}
+
+
+def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draw_base, draw_kept):
+    """Row loop of the documented procedure, fed the masker's two uniform draws (each must
+    be a subset of the row's population of the size the procedure asks for)."""
     b, hq, nq, _ = q.shape
     hkv, nk = k.shape[1], k.shape[2]
     group = hq // hkv
@@ -63,7 +81,8 @@ def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draws_bas
                 logit = {j: float(q[bi, h, qi] @ k[bi, h // group, j]) * scaling for j in allowed}
                 m = max(logit.values())
                 x = {j: math.exp(s - m) for j, s in logit.items()}
-                base = smallest(pop, draws_base[bi, h, qi], n0)
+                base = drawn_set(draw_base, (bi, h, qi))
+                assert len(base) == n0 and base <= set(pop)
                 static = sum(
                     x[j] / float(prev[bi, h, qi, j]) for j in allowed if prev[bi, h, qi, j] > 0
                 )
@@ -72,7 +91,9 @@ def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draws_bas
                 denom = static + n * mean
                 needed = (z * n * math.sqrt(var) / (cfg.epsilon * denom)) ** 2
                 budget = min(max(math.ceil(needed), n0), n)
-                for j in smallest(pop, draws_kept[bi, h, qi], budget):
+                kept = drawn_set(draw_kept, (bi, h, qi))
+                assert len(kept) == budget and kept <= set(pop)
+                for j in kept:
                     out[bi, h, qi, j] = budget / n
     return out
 
@@ -85,17 +106,15 @@ def naive_adaptive(cfg, q, k, scaling, attention_mask, previous: Mask, draws_bas
         AdaptiveSamplingMaskerConfig(0.3, 0.5, 0.5, 0, 0),
     ],
 )
-def test_adaptive_sampling_matches_reference(helpers, cfg) -> None:
+def test_adaptive_sampling_matches_reference(helpers, monkeypatch, cfg) -> None:
     b, hq, hkv, nq, nk = 1, 2, 1, 3, 48
     q, k, v = helpers.make_qkv(b=b, hq=hq, hkv=hkv, q=nq, k=nk, seed=5)
     am = helpers.causal_additive(b, nq, nk)
     prev = previous_mask((b, hq, nq, nk))
-    torch.manual_seed(21)
+    drawn = record_draws(monkeypatch)
     got = run(cfg, q, k, v, am, prev).get_dense_mask()
-    torch.manual_seed(21)
-    draws_base = torch.rand(b, hq, nq, nk)
-    draws_kept = torch.rand(b, hq, nq, nk)
-    expected = naive_adaptive(cfg, q, k, 8**-0.5, am, prev, draws_base, draws_kept)
+    assert len(drawn) == 2
+    expected = naive_adaptive(cfg, q, k, 8**-0.5, am, prev, *drawn)
     assert torch.allclose(got, expected.float(), atol=1e-5)
 
 

@@ -46,6 +46,7 @@ from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
+from sah_core.maskers.uniform_draws import draw_from_range, draw_without_replacement
 
 #: Fewest keys of the estimation sample (a standard deviation needs two).
 MIN_BASE_SAMPLES = 2
@@ -87,18 +88,14 @@ class AdaptiveSamplingMaskerConfig(SamplingMaskerConfig):
 
 def uniform_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Bool ``[..., K]``: per row, ``counts[...]`` keys drawn uniformly without replacement
-    from ``population`` (random keys, the smallest ``counts`` win), using the global RNG."""
-    keys = torch.rand(population.shape, device=population.device)
-    keys.masked_fill_(~population, 2.0)  # never drawn before a population key
-    width = int(counts.max()) if counts.numel() else 0
-    chosen = torch.zeros_like(population)
-    if width == 0:
-        return chosen
-    order = keys.topk(width, dim=-1, largest=False, sorted=True).indices
-    ranks = torch.arange(width, device=population.device)
-    take = ranks < counts.to(torch.int64)  # counts [..., 1] broadcast over the ranks
-    chosen.scatter_(-1, order, take.expand(order.shape))
-    return chosen & population
+    from ``population`` (:func:`~sah_core.maskers.uniform_draws.draw_without_replacement`,
+    the same keys as the index-form paths under a seed)."""
+    drawn = draw_without_replacement(population, counts)
+    key_len = population.shape[-1]
+    # padding (-1) lands in a spare last column, so it never clears a drawn key
+    chosen = population.new_zeros((*population.shape[:-1], key_len + 1))
+    chosen.scatter_(-1, torch.where(drawn >= 0, drawn, key_len), True)
+    return chosen[..., :key_len] & population
 
 
 class AdaptiveSamplingMasker(SamplingMasker):
@@ -254,9 +251,9 @@ class AdaptiveSamplingMasker(SamplingMasker):
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """:meth:`sample_indices` when the population of every row is the key range
         ``free = (lo, hi)``: ``N``, ``n0`` and the estimation-sample count are Python numbers
-        (no population tensor, no per-row counts), each draw is a top-k of the slice
-        ``[lo, hi)`` of the same ``[B, Hq, Qc, K]`` uniform draw the general path takes (so
-        the same keys under a seed), and the float32 arithmetic of the estimate is the same."""
+        (no population tensor, no per-row counts), each draw is
+        :func:`~sah_core.maskers.uniform_draws.draw_from_range` (the general path's keys
+        under a seed), and the float32 arithmetic of the estimate is the same."""
         if (
             previous.representation not in ("empty", "index")
             or not previous.is_binary()
@@ -267,7 +264,6 @@ class AdaptiveSamplingMasker(SamplingMasker):
             return None
         lo, hi = free
         b, h, rows = (int(x) for x in chunk.queries.shape[:3])
-        k = call.k_len
         size = hi - lo
         if size <= 0:
             empty = torch.empty((b, h, rows, 0), dtype=torch.int64, device=call.device)
@@ -276,10 +272,7 @@ class AdaptiveSamplingMasker(SamplingMasker):
         # base_counts in float32, as the general path computes it on a float32 tensor
         wanted = math.floor(_f32(_f32(rate) * size)) if isinstance(rate, float) else rate
         count = min(max(wanted, MIN_BASE_SAMPLES), size)
-        draws = torch.rand((b, h, rows, k), device=call.device)[..., lo:hi].contiguous()
-        base = draws.view(torch.int32).topk(count, dim=-1, largest=False, sorted=False).indices
-        if lo:
-            base.add_(lo)
+        base = draw_from_range((b, h, rows), lo, hi, count, call.device)
         if previous.representation == "index":
             # whole ranges built by the fixed maskers: weight 1, no padding entries
             prev_idx = previous.index_view()[0]
@@ -303,18 +296,8 @@ class AdaptiveSamplingMasker(SamplingMasker):
         needed = (std * z_size / allowed_error.clamp_min(1e-30)) ** 2
         needed = torch.where(allowed_error > 0, needed, float(size))
         p = torch.ceil(needed).clamp_(float(count), float(size)).div_(float(size))
-        counts = torch.round(p * float(size))
-        low, width = (int(x) for x in counts.aminmax())
-        draws = torch.rand((b, h, rows, k), device=call.device)[..., lo:hi].contiguous()
-        # rows with different counts keep a prefix of the ascending order: sorted (~2x dearer)
-        order = draws.view(torch.int32).topk(width, dim=-1, largest=False, sorted=low < width)
-        kept = order.indices
-        if lo:
-            kept.add_(lo)
-        if low == width:  # every row keeps `width` keys: nothing to cut
-            return kept, p.expand(kept.shape)
-        drop = torch.arange(width, device=call.device) >= counts
-        return kept.masked_fill_(drop, -1), p.expand(kept.shape).masked_fill(drop, 0.0)
+        kept = draw_from_range((b, h, rows), lo, hi, torch.round(p * float(size)), call.device)
+        return kept, torch.where(kept >= 0, p, 0.0)
 
     @staticmethod
     def _logits_at(
@@ -359,21 +342,6 @@ class AdaptiveSamplingMasker(SamplingMasker):
 def _f32(value: float) -> float:
     """``value`` rounded to float32 (as a float32 tensor would hold it)."""
     return float(struct.unpack("<f", struct.pack("<f", value))[0])
-
-
-def draw_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """Index form of :func:`uniform_without_replacement` (the same draw from the global RNG):
-    per row the ``counts[...]`` population keys with the smallest random keys, ``[..., W]``
-    int64 (W = the largest count), -1 padded. ``counts`` must not exceed the population."""
-    keys = torch.rand(population.shape, device=population.device)
-    keys.masked_fill_(~population, 2.0)  # never drawn before a population key
-    width = int(counts.max()) if counts.numel() else 0
-    if width == 0:
-        return torch.empty((*population.shape[:-1], 0), dtype=torch.int64, device=keys.device)
-    # the keys are >= 0, so their int32 bit patterns sort like the floats (a faster top-k)
-    order = keys.view(torch.int32).topk(width, dim=-1, largest=False, sorted=True).indices
-    ranks = torch.arange(width, device=keys.device)
-    return order.masked_fill_(ranks >= counts.to(torch.int64), -1)
 
 
 @functools.lru_cache(maxsize=64)
