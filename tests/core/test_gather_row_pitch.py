@@ -51,6 +51,8 @@ def test_gathers_into_the_kept_workspace_equal_fresh_gathers(monkeypatch, helper
     import sah_core.attention.index_form as index_form
 
     monkeypatch.setattr(index_form, "WORKSPACE_MIN_BYTES", 1)  # every gather qualifies
+    # the torch gather ops (the fused CPU kernel reads the cache in place, no workspace)
+    monkeypatch.setattr(index_form, "fused_gather_applies", lambda *args: False)
     index_form.release_gather_workspace()
     b, hkv, hq, k, d, cap = 2, 3, 6, 40, 4, 48
     view = _buffer_view(b, hkv, k, d, cap)

@@ -31,6 +31,7 @@ from typing import Any, Literal
 import torch
 
 from sah_core.attention.common import grouped_scores, plan_chunk_rows
+from sah_core.attention.fused_gather import fused_gather_applies, fused_gather_attention
 from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
 #: Index lists at least this long are sorted before the gather path copies their rows.
@@ -204,6 +205,25 @@ def index_attention_reference_named(
 
     if q == 0:
         return new_out(), name
+    if use_gather and fused_gather_applies(queries, keys, values, indices, dropout):
+        cached = None
+        if logits is None and shared_scores is not None:
+            cached = shared_scores(0, q)
+            if cached is not None and not _scores_cover(cached, indices, k):
+                cached = None
+        out = fused_gather_attention(
+            queries,
+            keys,
+            values,
+            indices,
+            weights,
+            scaling=scaling,
+            attention_mask=attention_mask,
+            s_aux=s_aux,
+            scores=cached,
+            slot_logits=logits,
+        )
+        return out, f"{name}-fused" if logits is None else f"{name}-fused+logits"
     if logits is not None:
         out = new_out()
         return _attention_from_logits(
@@ -372,6 +392,14 @@ def gather_kv_rows(
     return torch.nn.functional.embedding(rows, flat).view(*indices.shape, d)
 
 
+def _scores_cover(scores: torch.Tensor, indices: torch.Tensor, key_len: int) -> bool:
+    """True when ``scores [.., K']`` hold a column for every index (``K' = K`` or every
+    index below ``K'``)."""
+    if scores.shape[-1] == key_len:
+        return True
+    return indices.numel() > 0 and int(indices.max()) < scores.shape[-1]
+
+
 def _gather_chunk(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -393,10 +421,7 @@ def _gather_chunk(
     safe = indices.clamp(min=0)  # padding (-1) reads key 0; masked out below
     pitch = kv_row_pitch(keys) or keys.shape[2]
     rows = kv_flat_rows(safe, keys.shape[1], pitch, nonnegative=True)
-    if cached is not None and (
-        cached.shape[-1] == keys.shape[2]
-        or (indices.numel() > 0 and int(indices.max()) < cached.shape[-1])
-    ):
+    if cached is not None and _scores_cover(cached, indices, keys.shape[2]):
         # the logits a masker computed for these rows (call.chunk_scores): no key gather
         logits = cached.gather(-1, safe)
         if logits.dtype != torch.float32:

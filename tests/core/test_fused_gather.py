@@ -1,0 +1,127 @@
+"""The fused CPU gather attention against the fp64 row loop of importance-weighted attention.
+
+Cases: GQA, -1 padding, importance weights (and weight 0), an additive attention mask with
+forbidden keys, sink logits, a row that attends nothing, NaN propagation, a cache view into
+a larger buffer, and the two inputs that replace reading the keys (a masker's scores, the
+logits of every entry).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sah_core.attention import index_form
+from sah_core.attention.fused_gather import fused_gather_applies, fused_gather_attention
+
+MIN = torch.finfo(torch.float32).min
+
+
+def dense_weights(indices: torch.Tensor, weights: torch.Tensor | None, k: int) -> torch.Tensor:
+    dense = torch.zeros(*indices.shape[:3], k + 1)
+    w = torch.ones(indices.shape) if weights is None else weights
+    dense.scatter_add_(-1, torch.where(indices >= 0, indices, k), w)
+    return dense[..., :k]
+
+
+def inputs(b=2, hq=6, hkv=2, q=2, k=30, d=8, width=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    queries = torch.randn(b, hq, q, d, generator=gen)
+    keys = torch.randn(b, hkv, k, d, generator=gen)
+    values = torch.randn(b, hkv, k, d, generator=gen)
+    rows = [torch.randperm(k, generator=gen)[:width] for _ in range(b * hq * q)]
+    indices = torch.stack(rows).view(b, hq, q, width)
+    indices[0, 1, 0, 3] = -1
+    indices[-1, -1, -1, :2] = -1
+    weights = torch.rand(b, hq, q, width, generator=gen) * 0.9 + 0.1
+    weights = torch.where(indices >= 0, weights, 0.0)
+    weights[-1, 0, 0, 4] = 0.0  # weight 0: not attended
+    return queries, keys, values, indices, weights, gen
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("sink", [False, True])
+def test_matches_the_row_loop(helpers, weighted: bool, masked: bool, sink: bool) -> None:
+    queries, keys, values, indices, weights, gen = inputs()
+    w = weights if weighted else None
+    k = keys.shape[2]
+    mask = None
+    if masked:
+        mask = torch.randn(2, 1, 2, k, generator=gen)
+        mask[0, 0, 1, ::3] = MIN
+        mask[1, 0, 0, 5:] = float("-inf")
+    s_aux = torch.randn(6, generator=gen) if sink else None
+    assert fused_gather_applies(queries, keys, values, indices, 0.0)
+    got = fused_gather_attention(
+        queries, keys, values, indices, w, scaling=0.4, attention_mask=mask, s_aux=s_aux
+    )
+    expected = helpers.naive_attention(
+        queries, keys, values, dense_weights(indices, w, k), 0.4, mask, s_aux
+    )
+    assert torch.allclose(got.double(), expected, atol=1e-5)
+
+
+def test_nothing_attended_gives_zero_and_nan_propagates() -> None:
+    queries, keys, values, indices, _, _ = inputs(b=1, q=1)
+    indices[0, 2, 0] = -1  # row attends nothing
+    queries[0, 4, 0, 1] = float("nan")
+    got = fused_gather_attention(queries, keys, values, indices, None, scaling=0.5)
+    assert torch.equal(got[0, 2, 0], torch.zeros(8))
+    assert bool(got[0, 4, 0].isnan().all())
+    assert bool(got[0, [0, 1, 3, 5]].isfinite().all())
+
+
+def test_cache_views_scores_and_entry_logits_give_the_same_output(helpers) -> None:
+    queries, keys, values, indices, weights, gen = inputs()
+    buffer = torch.randn(2, 2, 48, 8, generator=gen)
+    buffer[:, :, :30] = keys
+    key_view = buffer[:, :, :30]  # rows of a larger preallocated cache
+    assert not key_view.is_contiguous()
+    value_buffer = torch.randn(2, 2, 48, 8, generator=gen)
+    value_buffer[:, :, :30] = values
+    value_view = value_buffer[:, :, :30]
+    expected = helpers.naive_attention(
+        queries, keys, values, dense_weights(indices, weights, 30), 0.3
+    )
+    from_view = fused_gather_attention(queries, key_view, value_view, indices, weights, scaling=0.3)
+    assert torch.allclose(from_view.double(), expected, atol=1e-5)
+    group = torch.arange(6) // 3
+    scores = torch.einsum("bhqd,bhkd->bhqk", queries, keys[:, group]) * 0.3
+    from_scores = fused_gather_attention(
+        queries, keys * float("nan"), values, indices, weights, scaling=0.3, scores=scores
+    )
+    assert torch.allclose(from_scores.double(), expected, atol=1e-5)
+    entry = scores.gather(-1, indices.clamp(min=0)).masked_fill(indices < 0, float("-inf"))
+    from_entries = fused_gather_attention(
+        queries, keys * float("nan"), values, indices, weights, scaling=0.3, slot_logits=entry
+    )
+    assert torch.allclose(from_entries.double(), expected, atol=1e-5)
+
+
+def test_the_reference_gather_strategy_equals_its_torch_ops(monkeypatch) -> None:
+    """index_form's gather strategy takes the kernel on the CPU; the torch ops it replaces
+    give the same output."""
+    queries, keys, values, indices, weights, _ = inputs(k=200)
+    fused, name = index_form.index_attention_reference_named(
+        queries, keys, values, indices, weights, scaling=0.3
+    )
+    assert name == "reference/gather-fused"
+    monkeypatch.setattr(index_form, "fused_gather_applies", lambda *args: False)
+    plain, name = index_form.index_attention_reference_named(
+        queries, keys, values, indices, weights, scaling=0.3
+    )
+    assert name == "reference/gather"
+    assert torch.allclose(fused, plain, atol=1e-6)
+
+
+def test_other_inputs_take_the_torch_ops() -> None:
+    queries, keys, values, indices, _, _ = inputs()
+    assert not fused_gather_applies(queries.double(), keys.double(), values.double(), indices, 0)
+    assert not fused_gather_applies(queries, keys, values, indices, 0.1)  # dropout
+    grad = queries.clone().requires_grad_(True)
+    assert not fused_gather_applies(grad, keys, values, indices, 0.0)
+    long_rows = torch.zeros(1, 1, 4096, 512, dtype=torch.int64)  # prefill-sized per head
+    assert not fused_gather_applies(
+        queries[:1, :1, :1].expand(1, 1, 4096, 8), keys, values, long_rows, 0
+    )
