@@ -79,14 +79,16 @@ def draw_range_rows(seed: Any, lo: int, size: int, counts: Any, out: Any) -> Non
 
 
 @njit(cache=True, nogil=True)
-def draw_population_rows(seed: Any, population: Any, counts: Any, out: Any) -> None:
+def draw_population_rows(seed: Any, population: Any, counts: Any, out: Any) -> Any:
     """Row ``r`` of ``out [R, W]``: ``counts[r]`` of the keys where ``population[r]`` is True
-    drawn uniformly without replacement, ascending, then -1. A population that is the range
-    ``lo .. lo + size - 1`` gives exactly :func:`draw_range_rows`'s keys (same streams)."""
+    drawn uniformly without replacement, ascending, then -1; returns the most keys a row got.
+    A population that is the range ``lo .. lo + size - 1`` gives exactly
+    :func:`draw_range_rows`'s keys (same streams)."""
     key_len = population.shape[1]
     chosen = np.zeros(key_len, np.bool_)
     members = np.empty(key_len, np.int64)
     width = out.shape[1]
+    widest = 0
     for r in range(out.shape[0]):
         size: Any = 0
         for j in range(key_len):
@@ -101,3 +103,5 @@ def draw_population_rows(seed: Any, population: Any, counts: Any, out: Any) -> N
                 out[r, filled] = members[pos]
                 filled += 1
         out[r, filled:] = -1
+        widest = max(widest, filled)
+    return widest

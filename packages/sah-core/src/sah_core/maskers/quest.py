@@ -44,8 +44,8 @@ from sah_core.maskers.key_state_cache import prefix_unchanged
 from sah_core.maskers.topk_base import (
     TopKMasker,
     TopKMaskerConfig,
-    exclude_previous,
     free_range,
+    outside_previous,
 )
 
 #: Fewest pages a row buys (the authors' evaluation code: ``max(3, budget // page_size)``).
@@ -353,9 +353,9 @@ class QuestTopKMasker(TopKMasker):
                 free[lo:hi] = False
             eligible = free.expand(b, h, rows, limit)
         else:
-            blocked = torch.zeros((b, h, rows, limit), device=call.device)
-            exclude_previous(blocked, previous.query_slice(chunk.start, chunk.end))
-            eligible = torch.isfinite(blocked)
+            eligible = outside_previous(
+                (b, h, rows, limit), previous.query_slice(chunk.start, chunk.end)
+            )
         if chunk.attention_mask is not None:
             eligible = eligible & ~masked_keys(chunk.attention_mask[..., :limit])
         key_page = to_slot(pages[:, :limit], count).view(pages.shape[0], 1, 1, limit)

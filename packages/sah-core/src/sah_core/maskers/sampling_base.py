@@ -27,7 +27,7 @@ from sah_core.maskers.base import (
     uses_old_signature,
     warn_old_hook,
 )
-from sah_core.maskers.topk_base import exclude_previous, free_range
+from sah_core.maskers.topk_base import free_range, outside_previous
 
 
 @dataclasses.dataclass
@@ -146,9 +146,7 @@ class SamplingMasker(ResearchMasker):
             if spans is not None:
                 population = in_range.expand(b, h, chunk.rows, k).contiguous()
             else:
-                blocked = torch.zeros((b, h, chunk.rows, k), device=call.device)
-                exclude_previous(blocked, prev_chunk)
-                population = torch.isfinite(blocked) & in_range
+                population = outside_previous((b, h, chunk.rows, k), prev_chunk) & in_range
             if chunk.attention_mask is not None:
                 population &= ~masked_keys(chunk.attention_mask)
             drawn = self.sample_indices(call, chunk, population, prev_chunk)

@@ -91,6 +91,29 @@ def exclude_previous(scores: torch.Tensor, previous: Mask) -> torch.Tensor:
     return scores.scatter_reduce_(-1, safe, src, reduce="amin", include_self=True)
 
 
+def outside_previous(shape: tuple[int, int, int, int], previous: Mask) -> torch.Tensor:
+    """Bool ``shape = [B, H, Qc, L]``: True at the first ``L`` keys the (chunk of the)
+    previous mask does not select (the bool form of :func:`exclude_previous`, without a
+    float tensor to scan)."""
+    b, h, rows, limit = shape
+    kind = previous.representation
+    device = previous.device
+    if kind == "empty":
+        return torch.ones(shape, dtype=torch.bool, device=device)
+    if kind == "full":
+        return torch.zeros(shape, dtype=torch.bool, device=device)
+    if kind == "dense":
+        return ~(previous._dense_view()[..., :limit] > 0).expand(shape)
+    idx, w = previous.index_view()
+    valid = (idx >= 0) & (idx < limit)
+    if w is not None:
+        valid &= w > 0
+    # padding and weight-0 entries clear a spare last column
+    wide = torch.ones((b, h, rows, limit + 1), dtype=torch.bool, device=device)
+    wide.scatter_(-1, torch.where(valid, idx, limit), False)
+    return wide[..., :limit]
+
+
 def free_range(spans: list[tuple[int, int]], key_len: int) -> tuple[int, int] | None:
     """The one key range ``[lo, hi)`` of ``[0, key_len)`` that ``spans`` leave free, when the
     spans cover exactly a prefix and a suffix (sink + local window; ``[]``: every key); None
@@ -562,8 +585,14 @@ class TopKMasker(ResearchMasker):
         take = min(budget, limit)
         if stable:
             values, idx = stable_top(scores, take, best_first)
-        elif not best_first and kernel_applies(scores, take):
+        elif kernel_applies(scores, take):
             values, idx = row_top_k(scores, take)  # the CPU kernel: a fraction of torch.topk
+            if best_first:
+                # per-row budgets keep a prefix: best first, ties toward the lower index (so a
+                # prefix is the row's own top-k, as alone), in one int64 sort of the picks
+                rank = (ordered_int_keys(values).to(torch.int64) << 32) - idx
+                order = rank.argsort(dim=-1, descending=True)
+                values, idx = values.gather(-1, order), idx.gather(-1, order)
         elif scores.device.type == "cpu":
             # torch.topk on int32 is ~2x faster on the CPU than on fp32 (no NaN-aware
             # comparisons); the keys have the scores' order, so the picks are the same

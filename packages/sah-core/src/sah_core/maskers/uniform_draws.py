@@ -49,14 +49,13 @@ def draw_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> 
     if population.device.type != "cpu":
         return _torch_draw(population, counts)
     per_row = _counts(counts, lead, key_len)
-    rows = population.reshape(-1, key_len)
-    per_row = torch.minimum(per_row, rows.sum(-1)) if rows.numel() else per_row
     width = int(per_row.max()) if per_row.numel() else 0
     out = torch.empty((per_row.shape[0], width), dtype=torch.int64)
     if width:
-        pop = rows if rows.is_contiguous() else rows.contiguous()
-        _kernels().draw_population_rows(_seed(), pop.numpy(), per_row.numpy(), out.numpy())
-    return out.view(*lead, width)
+        rows = population.reshape(-1, key_len)  # (a view of a strided population reads it)
+        # the kernel cuts each count to its row's population and returns the widest row
+        width = _kernels().draw_population_rows(_seed(), rows.numpy(), per_row.numpy(), out.numpy())
+    return out[:, :width].view(*lead, width)
 
 
 def draw_from_range(
