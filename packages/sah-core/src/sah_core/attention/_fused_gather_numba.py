@@ -21,6 +21,9 @@ def fused_gather_attention(
     queries: Any,
     keys: Any,
     values: Any,
+    kv_heads: int,
+    key_pitch: int,
+    value_pitch: int,
     indices: Any,
     weights: Any,
     bias: Any,
@@ -31,9 +34,11 @@ def fused_gather_attention(
     flags: Any,
     out: Any,
 ) -> None:
-    """``out[b, h, i] = sum_l p_l * values[b, h // G, indices[b, h, i, l]]`` with ``p`` the
-    softmax of ``scaling * q . k_j - log(w_l) + bias[b, h, i, j]`` over the entries
-    ``j = indices[...] >= 0`` with ``w_l > 0`` (plus ``sink[h]`` in the denominator).
+    """``out[b, h, i] = sum_l p_l * v_j`` with ``p`` the softmax of ``scaling * q . k_j -
+    log(w_l) + bias[b, h, i, j]`` over the entries ``j = indices[b, h, i, l] >= 0`` with
+    ``w_l > 0`` (plus ``sink[h]`` in the denominator). ``keys`` / ``values`` are the caches'
+    rows as contiguous 2-D arrays: key ``j`` of batch row ``b``, KV head ``g`` is row
+    ``(b * kv_heads + g) * key_pitch + j`` (so the dot products run on unit-stride rows).
 
     ``flags`` (bools) say which of ``weights``, ``bias``, ``scores`` (``scores[b, h, i, j]``
     is ``scaling * q . k_j``: no key is read), ``slot_logits`` (``slot_logits[b, h, i, l]``
@@ -43,13 +48,14 @@ def fused_gather_attention(
     has_weights, has_bias, has_scores = flags[0], flags[1], flags[2]
     has_slot_logits, has_sink = flags[3], flags[4]
     batch, heads, rows, dim = queries.shape
-    group = heads // keys.shape[1]
+    group = heads // kv_heads
     width = indices.shape[3]
     logits = np.empty(width, np.float32)
-    acc = np.empty(values.shape[3], np.float32)
+    acc = np.empty(values.shape[1], np.float32)
     for b in range(batch):
         for h in range(heads):
-            kv = h // group
+            key_base = (b * kv_heads + h // group) * key_pitch
+            value_base = (b * kv_heads + h // group) * value_pitch
             for i in range(rows):
                 q = queries[b, h, i]
                 top = np.float32(-np.inf)
@@ -64,7 +70,7 @@ def fused_gather_attention(
                     elif has_scores:
                         logit = scores[b, h, i, j]
                     else:
-                        key = keys[b, kv, j]
+                        key = keys[key_base + j]
                         dot = np.float32(0.0)
                         for d in range(dim):
                             dot += q[d] * key[d]
@@ -97,7 +103,7 @@ def fused_gather_attention(
                         continue
                     p = np.exp(logits[slot] - top)
                     total += p
-                    value = values[b, kv, indices[b, h, i, slot]]
+                    value = values[value_base + indices[b, h, i, slot]]
                     for d in range(acc.shape[0]):
                         acc[d] += p * value[d]
                 if has_sink:

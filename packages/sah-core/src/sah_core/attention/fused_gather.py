@@ -62,6 +62,19 @@ def _array(tensor: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> A
     return tensor.detach().numpy()
 
 
+def _cache_rows(cache: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``cache [B, Hkv, K, D]`` as a contiguous ``[rows, D]`` view of its storage and the row
+    pitch between heads (:func:`~sah_core.attention.index_form.kv_row_pitch`: also a view
+    into a larger preallocated cache); other layouts are copied."""
+    from sah_core.attention.index_form import kv_row_pitch  # (index_form imports this module)
+
+    b, hkv, k, d = cache.shape
+    pitch = kv_row_pitch(cache)
+    if pitch is None:
+        return cache.contiguous().view(b * hkv * k, d), k
+    return cache.as_strided(((b * hkv - 1) * pitch + k, d), (d, 1)), pitch
+
+
 def fused_gather_attention(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -98,11 +111,16 @@ def fused_gather_attention(
         np.bool_,
     )
     sink = _PLACEHOLDER_SINK if s_aux is None else _array(s_aux.reshape(-1))
+    keys_rows, key_pitch = _cache_rows(keys)
+    values_rows, value_pitch = _cache_rows(values)
     _kernel()(
-        queries.detach().numpy(),
-        keys.detach().numpy(),
-        values.detach().numpy(),
-        indices.numpy(),
+        queries.contiguous().numpy(),
+        keys_rows.numpy(),
+        values_rows.numpy(),
+        keys.shape[1],
+        key_pitch,
+        value_pitch,
+        indices.contiguous().numpy(),
         _array(weights),
         _array(bias),
         _array(scores),

@@ -547,7 +547,10 @@ class FixedMasker(ResearchMasker):
         if previous.representation == "full":
             return previous
         if call.key_valid is not None:
-            return previous.merge(self._per_row_mask(call, previous.dtype))
+            per_row = self._per_row_span_mask(call, previous.dtype)
+            if per_row is None:
+                per_row = self._per_row_mask(call, previous.dtype)
+            return previous.merge(per_row)
         span = self.fixed_span(shape[3], call)
         if span is not None:
             return self._add_span(call, previous, span)
@@ -580,6 +583,35 @@ class FixedMasker(ResearchMasker):
         merged = previous.merge_disjoint(mine)
         remember_spans(call, merged, [*known, (lo, hi)])
         return merged
+
+    def _per_row_span_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask | None:
+        """:meth:`_per_row_mask` for a pattern that is one key range per row
+        (:meth:`fixed_span` of the row's own key count): a few batched ops, no loop over the
+        rows. None when some row's pattern is not one range."""
+        counts, index, row_positions = (
+            call.key_counts,
+            call.valid_key_index,
+            call.row_query_positions,
+        )
+        assert counts is not None and index is not None and row_positions is not None
+        spans = []
+        for count in counts.tolist():
+            span = self.fixed_span(count, call)
+            if span is None:
+                return None
+            spans.append((min(max(span[0], 0), count), min(max(span[1], 0), count)))
+        b, h, q, k = call.shape
+        width = max(hi - lo for lo, hi in spans)
+        bounds = torch.tensor(spans, device=call.device)
+        logical = bounds[:, :1] + torch.arange(width, device=call.device)  # [B, W]
+        outside = logical >= bounds[:, 1:]
+        physical = index.gather(-1, logical.clamp(max=k - 1)).masked_fill(outside, -1)
+        rows = physical.unsqueeze(1).expand(b, q, width)
+        rows = rows.masked_fill((row_positions < 0).unsqueeze(-1), -1)
+        indices = rows.unsqueeze(1).expand(b, h, q, width)
+        return Mask.from_index(
+            indices, None, call.shape, assume_unique=True, validate=False, dtype=dtype
+        )
 
     def _per_row_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask:
         """With padding, the pattern is laid over each row's own (unpadded) sequence: sizes
