@@ -162,6 +162,25 @@ def test_padding_description_of_a_batched_call() -> None:
     assert plain.key_valid is None and plain.key_counts is None and plain.left_padding is None
 
 
+def test_layers_given_the_same_mask_share_its_padding_views_until_it_changes() -> None:
+    """transformers hands every layer the same mask object: the views are derived once; an
+    in-place edit of the mask, or another mask, derives them afresh."""
+    k_len = 6
+    q, k, v = qkv(b=2, q=1, k=k_len)
+    mask = torch.zeros(2, 1, 1, k_len)
+    mask[1, 0, 0, :2] = MIN
+    first = CallPlan.build(q, k, v, mask, SCALE)
+    assert first.key_counts.tolist() == [6, 4]
+    second = CallPlan.build(q, k, v, mask, SCALE)
+    assert second.key_counts is first.key_counts  # shared, not derived again
+    mask[0, 0, 0, 0] = MIN  # in place: the version changes
+    edited = CallPlan.build(q, k, v, mask, SCALE)
+    assert edited.key_counts.tolist() == [5, 4]
+    other = CallPlan.build(q, k, v, mask.clone(), SCALE)
+    assert other.key_counts is not edited.key_counts
+    assert other.key_counts.tolist() == [5, 4]
+
+
 @pytest.mark.parametrize(
     "stack",
     [

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -100,6 +102,7 @@ class CallPlan:
     masker_position: int = 0
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
     _shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    _padding: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -166,6 +169,7 @@ class CallPlan:
             keys=keys,
             values=values,
             attention_mask=mask,
+            _padding=_padding_entries(attention_mask, positions, b, q, k),
             scaling=float(scaling),
             layer_idx=layer_idx,
             chunk_rows=plan_chunk_rows(query_chunk_size, b * hq * k),
@@ -277,9 +281,9 @@ class CallPlan:
         """bool ``[B, K]``: False at keys that no query row (and no head) of a batch row may
         attend -- left padding in a batched request; None when every key is valid. Stateful
         maskers keep such keys out of their summaries so batched equals one by one."""
-        if "key_valid" not in self._shared:
-            self._shared["key_valid"] = _key_valid(self.attention_mask, self.batch, self.k_len)
-        valid: torch.Tensor | None = self._shared["key_valid"]
+        if "key_valid" not in self._padding:
+            self._padding["key_valid"] = _key_valid(self.attention_mask, self.batch, self.k_len)
+        valid: torch.Tensor | None = self._padding["key_valid"]
         return valid
 
     @property
@@ -288,11 +292,11 @@ class CallPlan:
         valid = self.key_valid
         if valid is None:
             return None
-        if "left_padding" not in self._shared:
+        if "left_padding" not in self._padding:
             # index of the first valid key = count of leading invalid ones (K if none valid)
             first = torch.where(valid, torch.arange(self.k_len, device=valid.device), self.k_len)
-            self._shared["left_padding"] = first.amin(-1)
-        padding: torch.Tensor = self._shared["left_padding"]
+            self._padding["left_padding"] = first.amin(-1)
+        padding: torch.Tensor = self._padding["left_padding"]
         return padding
 
     @property
@@ -328,22 +332,24 @@ class CallPlan:
         valid = self.key_valid
         if valid is None:
             return None
-        if "key_positions" not in self._shared:
+        if "key_positions" not in self._padding:
             k = self.k_len
             as_int = valid.to(torch.int64)
             positions = as_int.cumsum(-1) - 1
-            self._shared["key_counts"] = as_int.sum(-1)
-            self._shared["key_positions"] = positions.masked_fill(~valid, -1)
+            self._padding["key_counts"] = as_int.sum(-1)
+            self._padding["key_positions"] = positions.masked_fill(~valid, -1)
             # stable sort by (invalid, index) puts the valid keys first, in order
             order = torch.sort((~valid).to(torch.int8), dim=-1, stable=True).indices
             ranks = torch.arange(k, device=valid.device)
-            self._shared["valid_key_index"] = order.masked_fill(
-                ranks >= self._shared["key_counts"].unsqueeze(-1), -1
+            self._padding["valid_key_index"] = order.masked_fill(
+                ranks >= self._padding["key_counts"].unsqueeze(-1), -1
             )
             on_query = self.query_positions.unsqueeze(0).expand(valid.shape[0], -1)
-            self._shared["query_valid"] = valid.gather(-1, on_query)
-            self._shared["row_query_positions"] = self._shared["key_positions"].gather(-1, on_query)
-        view: torch.Tensor = self._shared[name]
+            self._padding["query_valid"] = valid.gather(-1, on_query)
+            self._padding["row_query_positions"] = self._padding["key_positions"].gather(
+                -1, on_query
+            )
+        view: torch.Tensor = self._padding[name]
         return view
 
     # ------------------------------------------------------------------ shared scores
@@ -536,6 +542,36 @@ def normalize_call_mask(
     if mq == 1 and q > 1:
         mask = mask.expand(mb, mh, q, k)  # a view: chunks can slice rows
     return mask
+
+
+class _LastMask(threading.local):
+    """The padding views derived for the last attention mask seen (per thread)."""
+
+    def __init__(self) -> None:
+        self.mask: weakref.ref[torch.Tensor] | None = None
+        self.signature: tuple[int, ...] = ()
+        self.entries: dict[str, Any] = {}
+
+
+_LAST_MASK = _LastMask()
+
+
+def _padding_entries(
+    attention_mask: Any, positions: torch.Tensor | None, b: int, q: int, k: int
+) -> dict[str, Any]:
+    """The dict a plan keeps its padding views in (``key_valid``, ``key_counts``, ...):
+    every layer of one forward pass gets the same mask object from transformers, so the
+    layers after the first share the first one's dict instead of deriving the views again
+    (a few ops per masker and layer in a padded batch). Shared only for that very mask
+    tensor, unmodified, at the same shapes and with the default query positions."""
+    if not isinstance(attention_mask, torch.Tensor) or positions is not None:
+        return {}
+    signature = (attention_mask._version, b, q, k)
+    last = _LAST_MASK
+    if last.mask is not None and last.mask() is attention_mask and last.signature == signature:
+        return last.entries
+    last.mask, last.signature, last.entries = weakref.ref(attention_mask), signature, {}
+    return last.entries
 
 
 def _key_valid(mask: torch.Tensor | None, batch: int, k: int) -> torch.Tensor | None:
