@@ -290,15 +290,9 @@ class TopKMasker(ResearchMasker):
                 return fused
         if len(chunks) == 1 and chunks[0].key_limit > 0:
             chunk = chunks[0]
-            chosen = self._select(
-                self._run_scores(call, chunk, state),
-                chunk.key_limit,
-                budget,
-                chunk,
-                previous_for_select,
-                *self._select_flags(row_budget),
+            chosen = self._select_chunk(
+                self._run_scores(call, chunk, state), budget, chunk, previous_for_select, row_budget
             )
-            chosen = self._cut_to_rows(chosen, row_budget)
             if chosen.shape[-1] < take:
                 chosen = torch.nn.functional.pad(chosen, (0, take - chosen.shape[-1]), value=-1)
             indices = chosen
@@ -307,15 +301,13 @@ class TopKMasker(ResearchMasker):
             for chunk in chunks:
                 if chunk.key_limit == 0:
                     continue  # every key is forbidden for these rows
-                chosen = self._select(
+                chosen = self._select_chunk(
                     self._run_scores(call, chunk, state),
-                    chunk.key_limit,
                     budget,
                     chunk,
                     previous_for_select.query_slice(chunk.start, chunk.end),
-                    *self._select_flags(row_budget),
+                    row_budget,
                 )
-                chosen = self._cut_to_rows(chosen, row_budget)
                 indices[:, :, chunk.start : chunk.end, : chosen.shape[-1]] = chosen
         self._spans = None
         mine = Mask.from_index(
@@ -479,6 +471,28 @@ class TopKMasker(ResearchMasker):
         remember_index_logits(call, mask, logits)
         return mask
 
+    def _select_chunk(
+        self,
+        scores: torch.Tensor,
+        budget: int,
+        chunk: QueryChunk,
+        previous: Mask,
+        row_budget: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The chunk's picks, cut to the per-row budgets (see :meth:`_select`)."""
+        if (
+            row_budget is not None
+            and not self.tied_scores
+            and type(self)._select is TopKMasker._select
+        ):
+            chosen = self._select_per_row(scores, chunk.key_limit, row_budget, chunk, previous)
+            if chosen is not None:
+                return chosen
+        picked = self._select(
+            scores, chunk.key_limit, budget, chunk, previous, *self._select_flags(row_budget)
+        )
+        return self._cut_to_rows(picked, row_budget)
+
     def _select_flags(self, row_budget: torch.Tensor | None) -> tuple[bool, ...]:
         # passed only when needed, so subclasses overriding the 5-argument _select keep working
         if row_budget is not None:
@@ -554,18 +568,12 @@ class TopKMasker(ResearchMasker):
         return scores
 
     @staticmethod
-    def _select(
-        scores: torch.Tensor,
-        limit: int,
-        budget: int,
-        chunk: QueryChunk,
-        previous: Mask,
-        stable: bool = False,
-        best_first: bool = False,
-    ) -> torch.Tensor:
-        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded);
-        ``stable`` breaks ties toward the lower key index (and orders best first),
-        ``best_first`` orders the picks by score (per-row budgets cut a prefix)."""
+    def _prepare_scores(
+        scores: torch.Tensor, limit: int, chunk: QueryChunk, previous: Mask
+    ) -> tuple[torch.Tensor, float]:
+        """``scores[..., :limit]`` in fp32 with the attention mask added and the previous
+        keys at ``-inf`` (in place where possible), and the value at or below which a pick
+        is a forbidden key."""
         if scores.shape[-1] < limit:
             raise ValueError(
                 f"key_scores returned {scores.shape[-1]} columns, which is not allowed: "
@@ -582,6 +590,60 @@ class TopKMasker(ResearchMasker):
             scores = scores.add_(mask_chunk[..., :limit])
             forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
         exclude_previous(scores, previous)
+        return scores, forbidden_below
+
+    @staticmethod
+    def _select_per_row(
+        scores: torch.Tensor,
+        limit: int,
+        row_budget: torch.Tensor,
+        chunk: QueryChunk,
+        previous: Mask,
+    ) -> torch.Tensor | None:
+        """With per-row budgets (padding, fractional size), the CPU kernel's top
+        ``row_budget[b]`` of each batch row ``b`` written straight into the padded result:
+        exactly each row's selection alone, without ordering the picks. None when the
+        kernel does not apply (then :meth:`_select` orders the picks best first)."""
+        budgets = [min(int(n), limit) for n in row_budget.tolist()]
+        take = max(budgets, default=0)
+        if scores.dtype != torch.float32 or not kernel_applies(scores[..., :limit], max(take, 1)):
+            return None
+        scores, forbidden_below = TopKMasker._prepare_scores(scores, limit, chunk, previous)
+        b, h, rows, _ = scores.shape
+        indices = torch.full((b, h, rows, take), -1, dtype=torch.int64, device=scores.device)
+        values = torch.empty((b, h, rows, take), dtype=torch.float32, device=scores.device)
+        for row, budget in enumerate(budgets):
+            if budget == 0:
+                continue
+            if budget >= limit:  # every key of the row: the kernel needs k < L
+                indices[row, :, :, :limit] = torch.arange(limit, device=scores.device)
+                bad = scores[row] <= forbidden_below
+                indices[row, :, :, :limit].masked_fill_(bad, -1)
+                continue
+            row_top_k_into(
+                scores[row],
+                budget,
+                values[row, :, :, :budget],
+                indices[row, :, :, :budget],
+                0,
+                forbidden_below,
+            )
+        return indices
+
+    @staticmethod
+    def _select(
+        scores: torch.Tensor,
+        limit: int,
+        budget: int,
+        chunk: QueryChunk,
+        previous: Mask,
+        stable: bool = False,
+        best_first: bool = False,
+    ) -> torch.Tensor:
+        """Top ``budget`` allowed columns of ``scores[..., :limit]`` -> indices (-1 padded);
+        ``stable`` breaks ties toward the lower key index (and orders best first),
+        ``best_first`` orders the picks by score (per-row budgets cut a prefix)."""
+        scores, forbidden_below = TopKMasker._prepare_scores(scores, limit, chunk, previous)
         take = min(budget, limit)
         if stable:
             values, idx = stable_top(scores, take, best_first)
