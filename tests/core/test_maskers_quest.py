@@ -200,3 +200,43 @@ def test_batched_with_padding_equals_one_by_one(heavy: int | float) -> None:
     refs.check_batch_safe(
         lambda: QuestTopKMasker(QuestTopKMaskerConfig(heavy_size=heavy, page_size=4))
     )
+
+
+@pytest.mark.parametrize("shared_pages", [True, False])
+def test_page_bounds_merge_matches_a_loop_over_the_keys(shared_pages: bool) -> None:
+    """The page minima/maxima folded in place (the CPU kernel), against a loop over the keys;
+    a NaN key makes its page's bound NaN; other dtypes take the torch scatter path."""
+    from sah_core.maskers.quest import merge_page_bounds
+
+    gen = torch.Generator().manual_seed(4)
+    b, h, n, d, slots = 2, 3, 23, 5, 7
+    keys = torch.randn(b, h, n, d, generator=gen)
+    keys[1, 2, 4, 3] = float("nan")
+    pages = torch.randint(0, slots, (1 if shared_pages else b, n), generator=gen)
+    low0 = torch.randn(b, h, slots, d, generator=gen) + 1.5
+    high0 = torch.randn(b, h, slots, d, generator=gen) - 1.5
+    low, high = low0.clone(), high0.clone()
+    merge_page_bounds(low, high, keys, pages)
+    expected_low, expected_high = low0.clone(), high0.clone()
+    for bi in range(b):
+        for hi in range(h):
+            for j in range(n):
+                p = int(pages[0 if shared_pages else bi, j])
+                for di in range(d):
+                    x = float(keys[bi, hi, j, di])
+                    if math.isnan(x):
+                        expected_low[bi, hi, p, di] = x
+                        expected_high[bi, hi, p, di] = x
+                    elif not math.isnan(float(expected_low[bi, hi, p, di])):
+                        expected_low[bi, hi, p, di] = min(float(expected_low[bi, hi, p, di]), x)
+                        expected_high[bi, hi, p, di] = max(float(expected_high[bi, hi, p, di]), x)
+    assert torch.equal(low.isnan(), expected_low.isnan())
+    assert torch.allclose(low, expected_low, equal_nan=True)
+    assert torch.allclose(high, expected_high, equal_nan=True)
+    # bf16 keys take the torch scatter path: the same bounds as the kernel on those values
+    half = keys.to(torch.bfloat16)
+    low_t, high_t, low_k, high_k = low0.clone(), high0.clone(), low0.clone(), high0.clone()
+    merge_page_bounds(low_t, high_t, half, pages)
+    merge_page_bounds(low_k, high_k, half.float(), pages)
+    assert torch.equal(low_t.nan_to_num(7.0), low_k.nan_to_num(7.0))
+    assert torch.equal(high_t.nan_to_num(7.0), high_k.nan_to_num(7.0))
