@@ -62,7 +62,7 @@ def _array(tensor: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> A
     return tensor.detach().numpy()
 
 
-def _cache_rows(cache: torch.Tensor) -> tuple[torch.Tensor, int]:
+def cache_rows(cache: torch.Tensor) -> tuple[torch.Tensor, int]:
     """``cache [B, Hkv, K, D]`` as a contiguous ``[rows, D]`` view of its storage and the row
     pitch between heads (:func:`~sah_core.attention.index_form.kv_row_pitch`: also a view
     into a larger preallocated cache); other layouts are copied."""
@@ -111,8 +111,8 @@ def fused_gather_attention(
         np.bool_,
     )
     sink = _PLACEHOLDER_SINK if s_aux is None else _array(s_aux.reshape(-1))
-    keys_rows, key_pitch = _cache_rows(keys)
-    values_rows, value_pitch = _cache_rows(values)
+    keys_rows, key_pitch = cache_rows(keys)
+    values_rows, value_pitch = cache_rows(values)
     _kernel()(
         queries.contiguous().numpy(),
         keys_rows.numpy(),

@@ -131,9 +131,11 @@ def merge_page_bounds(
     ):
         # one pass over the keys (two scatter_reduce_ calls cost ~10 ms each per layer for
         # a 6-row question batch over 2K keys)
+        from sah_core.attention.fused_gather import cache_rows
         from sah_core.maskers._page_bounds_numba import merge_bounds
 
-        merge_bounds(low.numpy(), high.numpy(), keys.numpy(), pages.contiguous().numpy())
+        rows, pitch = cache_rows(keys)  # unit-stride rows, also of a reserved-KV view
+        merge_bounds(low.numpy(), high.numpy(), rows.numpy(), h, pitch, pages.contiguous().numpy())
         return
     index = pages.view(pages.shape[0], 1, n, 1).expand(b, h, n, d)
     values = keys.float()
