@@ -62,19 +62,6 @@ def _array(tensor: torch.Tensor | None, dtype: torch.dtype = torch.float32) -> A
     return tensor.detach().numpy()
 
 
-def cache_rows(cache: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """``cache [B, Hkv, K, D]`` as a contiguous ``[rows, D]`` view of its storage and the row
-    pitch between heads (:func:`~sah_core.attention.index_form.kv_row_pitch`: also a view
-    into a larger preallocated cache); other layouts are copied."""
-    from sah_core.attention.index_form import kv_row_pitch  # (index_form imports this module)
-
-    b, hkv, k, d = cache.shape
-    pitch = kv_row_pitch(cache)
-    if pitch is None:
-        return cache.contiguous().view(b * hkv * k, d), k
-    return cache.as_strided(((b * hkv - 1) * pitch + k, d), (d, 1)), pitch
-
-
 def fused_gather_attention(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -111,8 +98,10 @@ def fused_gather_attention(
         np.bool_,
     )
     sink = _PLACEHOLDER_SINK if s_aux is None else _array(s_aux.reshape(-1))
-    keys_rows, key_pitch = cache_rows(keys)
-    values_rows, value_pitch = cache_rows(values)
+    from sah_core.attention.index_form import kv_cache_rows  # (index_form imports this module)
+
+    keys_rows, key_pitch = kv_cache_rows(keys)
+    values_rows, value_pitch = kv_cache_rows(values)
     _kernel()(
         queries.contiguous().numpy(),
         keys_rows.numpy(),

@@ -318,6 +318,18 @@ def kv_row_pitch(tensor: torch.Tensor) -> int | None:
     return None
 
 
+def kv_cache_rows(cache: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``cache [B, Hkv, K, D]`` as contiguous ``[rows, D]`` rows and the row pitch between
+    heads: key ``j`` of ``(b, g)`` is row ``(b * Hkv + g) * pitch + j``. A view (no copy)
+    for the layouts :func:`kv_row_pitch` accepts, also of a cache whose rows sit in a larger
+    preallocated buffer; other layouts are copied (pitch ``K``)."""
+    b, hkv, k, d = cache.shape
+    pitch = kv_row_pitch(cache)
+    if pitch is None:
+        return cache.reshape(b * hkv * k, d), k  # a copy
+    return cache.as_strided(((b * hkv - 1) * pitch + k, d), (d, 1)), pitch
+
+
 #: CPU gathers of at least this many bytes write into a reused per-thread buffer (see
 #: :func:`gather_kv_rows`); fresh outputs of this size cost page faults on many calls (at
 #: K=32K a 31 MiB row gather took 8-11 ms fresh against 2.5-3.5 ms into a kept buffer; at
@@ -372,13 +384,8 @@ def gather_kv_rows(
     :data:`WORKSPACE_MIN_BYTES` writes into this thread's kept buffer of that slot instead of
     a fresh tensor, so the result is only valid until the next gather into the same slot
     (use it at once; the attention paths do). Ignored when ``tensor`` requires grad."""
-    b, hkv, k, d = tensor.shape
-    pitch = kv_row_pitch(tensor)
-    if pitch is None:
-        pitch, flat = k, tensor.reshape(b * hkv * k, d)  # a copy
-    else:
-        # a view (no copy), also of a cache whose rows sit in a larger buffer
-        flat = tensor.as_strided(((b * hkv - 1) * pitch + k, d), (d, 1))
+    _, hkv, k, d = tensor.shape
+    flat, pitch = kv_cache_rows(tensor)
     if flat_rows is None or (k if rows_pitch is None else rows_pitch) != pitch:
         rows = kv_flat_rows(indices, hkv, pitch)
     else:

@@ -37,6 +37,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import masked_keys
+from sah_core.attention.index_form import kv_cache_rows
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_int, known_spans
@@ -131,10 +132,9 @@ def merge_page_bounds(
     ):
         # one pass over the keys (two scatter_reduce_ calls cost ~10 ms each per layer for
         # a 6-row question batch over 2K keys)
-        from sah_core.attention.fused_gather import cache_rows
         from sah_core.maskers._page_bounds_numba import merge_bounds
 
-        rows, pitch = cache_rows(keys)  # unit-stride rows, also of a reserved-KV view
+        rows, pitch = kv_cache_rows(keys)  # unit-stride rows, also of a reserved-KV view
         merge_bounds(low.numpy(), high.numpy(), rows.numpy(), h, pitch, pages.contiguous().numpy())
         return
     index = pages.view(pages.shape[0], 1, n, 1).expand(b, h, n, d)

@@ -614,12 +614,7 @@ class TopKMasker(ResearchMasker):
         values = torch.empty((b, h, rows, take), dtype=torch.float32, device=scores.device)
         for row, budget in enumerate(budgets):
             if budget == 0:
-                continue
-            if budget >= limit:  # every key of the row: the kernel needs k < L
-                indices[row, :, :, :limit] = torch.arange(limit, device=scores.device)
-                bad = scores[row] <= forbidden_below
-                indices[row, :, :, :limit].masked_fill_(bad, -1)
-                continue
+                continue  # (every budget is below limit: kernel_applies checked the largest)
             row_top_k_into(
                 scores[row],
                 budget,
@@ -647,14 +642,8 @@ class TopKMasker(ResearchMasker):
         take = min(budget, limit)
         if stable:
             values, idx = stable_top(scores, take, best_first)
-        elif kernel_applies(scores, take):
+        elif not best_first and kernel_applies(scores, take):
             values, idx = row_top_k(scores, take)  # the CPU kernel: a fraction of torch.topk
-            if best_first:
-                # per-row budgets keep a prefix: best first, ties toward the lower index (so a
-                # prefix is the row's own top-k, as alone), in one int64 sort of the picks
-                rank = (ordered_int_keys(values).to(torch.int64) << 32) - idx
-                order = rank.argsort(dim=-1, descending=True)
-                values, idx = values.gather(-1, order), idx.gather(-1, order)
         elif scores.device.type == "cpu":
             # torch.topk on int32 is ~2x faster on the CPU than on fp32 (no NaN-aware
             # comparisons); the keys have the scores' order, so the picks are the same
