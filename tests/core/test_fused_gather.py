@@ -125,3 +125,64 @@ def test_other_inputs_take_the_torch_ops() -> None:
     assert not fused_gather_applies(
         queries[:1, :1, :1].expand(1, 1, 4096, 8), keys, values, long_rows, 0
     )
+
+
+@pytest.mark.parametrize("entry_logits", [False, True])
+def test_rows_split_over_threads_equal_the_serial_kernel(monkeypatch, entry_logits: bool) -> None:
+    """Above the parallel threshold the query rows are cut into blocks over torch's threads;
+    each row computes exactly as in the serial kernel (bit for bit)."""
+    from sah_core.attention import fused_gather
+
+    queries, keys, values, indices, weights, gen = inputs(b=2, hq=6, hkv=2, q=9, k=40)
+    mask = torch.randn(2, 1, 9, 40, generator=gen)
+    s_aux = torch.randn(6, generator=gen)
+    extra: dict[str, torch.Tensor] = {"attention_mask": mask, "s_aux": s_aux}
+    if entry_logits:
+        group = torch.arange(6) // 3
+        scores = torch.einsum("bhqd,bhkd->bhqk", queries, keys[:, group]) * 0.3 + mask
+        entry = scores.gather(-1, indices.clamp(min=0)).masked_fill(indices < 0, float("-inf"))
+        extra = {"slot_logits": entry, "s_aux": s_aux}
+
+    def run(threshold: int) -> torch.Tensor:
+        monkeypatch.setattr(fused_gather, "PARALLEL_MIN_ELEMENTS", threshold)
+        return fused_gather_attention(queries, keys, values, indices, weights, scaling=0.3, **extra)
+
+    serial, parallel = run(1 << 40), run(0)
+    assert torch.equal(serial, parallel)
+
+
+def test_prefill_with_entry_logits_takes_the_kernel_at_any_size(monkeypatch) -> None:
+    """With the entries' logits given (a prefill after an exact top-k), the kernel runs for
+    prefill-sized calls when the index is sparse enough, and equals the torch ops."""
+    gen = torch.Generator().manual_seed(3)
+    b, hq, hkv, q, k, d, width = 1, 4, 2, 300, 300, 128, 30
+    queries = torch.randn(b, hq, q, d, generator=gen)
+    keys = torch.randn(b, hkv, k, d, generator=gen)
+    values = torch.randn(b, hkv, k, d, generator=gen)
+    # each row i attends `width` keys among 0..i (causal), -1 where fewer exist
+    indices = torch.full((b, hq, q, width), -1, dtype=torch.int64)
+    for i in range(q):
+        n = min(width, i + 1)
+        indices[:, :, i, :n] = torch.randperm(i + 1, generator=gen)[:n]
+    logits = torch.randn(b, hq, q, width, generator=gen).masked_fill(indices < 0, float("-inf"))
+    assert not fused_gather_applies(queries, keys, values, indices, 0.0)  # too large alone
+    assert fused_gather_applies(queries, keys, values, indices, 0.0, with_logits=True)
+    dense_index = torch.zeros(b, hq, q, k // 4, dtype=torch.int64)  # 1/4 of the keys
+    assert not fused_gather_applies(queries, keys, values, dense_index, 0.0, with_logits=True)
+    fused, name = index_form.index_attention_reference_named(
+        queries, keys, values, indices, None, scaling=0.3, logits=logits
+    )
+    assert name == "reference/gather-fused+logits"
+    monkeypatch.setattr(index_form, "fused_gather_applies", lambda *args: False)
+    plain, name = index_form.index_attention_reference_named(
+        queries, keys, values, indices, None, scaling=0.3, logits=logits
+    )
+    assert name == "reference/dense-chunk+logits"
+    assert torch.allclose(fused, plain, atol=1e-6)
+    # and both are the softmax of the given logits over the indexed value rows
+    probs = torch.softmax(logits.double(), -1).nan_to_num(0.0)
+    group = torch.arange(hq) // (hq // hkv)
+    rows = values.double()[:, group].unsqueeze(2).expand(b, hq, q, k, d)
+    picked = rows.gather(3, indices.clamp(min=0)[..., None].expand(b, hq, q, width, d))
+    expected = (probs[..., None] * picked).sum(3)
+    assert torch.allclose(fused.double(), expected, atol=1e-5)

@@ -19,28 +19,23 @@ other dtypes).
 from __future__ import annotations
 
 import functools
-import os
-import threading
 from typing import Any
 
 import numpy as np
 import torch
 
-# numba's workqueue threading layer (fork-safe, no second OpenMP runtime next to torch's)
-# must not be entered by two threads at once: calls from several threads take turns.
-_BUSY = threading.Lock()
-
-
-#: Problems below this many elements run on the calling thread: a parallel launch costs
-#: ~100-150 us, more than selecting a decode step's rows (the picks are the same either way).
-PARALLEL_MIN_ELEMENTS = 1 << 18
+from sah_core.attention.numba_threads import (
+    PARALLEL_MIN_ELEMENTS,
+    choose_threading_layer,
+    parallel_section,
+)
 
 
 @functools.lru_cache(maxsize=1)
 def _kernels() -> tuple[Any, Any]:
     """The numba kernels, parallel and serial (compiled, or loaded from numba's cache, on
     first use)."""
-    os.environ.setdefault("NUMBA_THREADING_LAYER", "workqueue")
+    choose_threading_layer()
     from sah_core.attention import _cpu_top_k_numba
 
     return _cpu_top_k_numba.top_k_rows, _cpu_top_k_numba.top_k_rows_serial
@@ -115,14 +110,6 @@ def _run(
     if rows * scores.shape[2] < PARALLEL_MIN_ELEMENTS:
         serial(scores.numpy(), k, 1, values.numpy(), indices.numpy(), offset, forbidden)
         return
-    with _BUSY:
-        threads = max(1, torch.get_num_threads())
-        _set_threads(threads)
+    with parallel_section() as threads:
         blocks = min(rows, 8 * threads)
         parallel(scores.numpy(), k, blocks, values.numpy(), indices.numpy(), offset, forbidden)
-
-
-def _set_threads(threads: int) -> None:
-    import numba
-
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))  # type: ignore[attr-defined]

@@ -9,9 +9,12 @@ value row once, straight from the cache, and computes the same softmax: logit
 0 for a row that attends nothing, NaN kept.
 
 It runs for fp32 CPU tensors without autograd or dropout, when one (batch row, head) has at
-most :data:`FUSED_MAX_ROW_WORK` multiply-adds (decode and short question prefills): the
-condition does not depend on the batch size, so a row alone and the same row in a batch
-take the same code. Everything else takes the torch ops (``index_form``).
+most :data:`FUSED_MAX_ROW_WORK` multiply-adds (decode and short question prefills), and for
+any size when the logits of the entries are given (a prefill after an exact top-k: only the
+value rows are read, ``FUSED_LOGITS_MAX_DENSITY`` decides against a dense ``p @ V``). The
+conditions do not depend on the batch size, so a row alone and the same row in a batch take
+the same code; large calls split their query rows over torch's threads, each row computed
+as in the serial kernel. Everything else takes the torch ops (``index_form``).
 """
 
 from __future__ import annotations
@@ -22,18 +25,32 @@ from typing import Any
 import numpy as np
 import torch
 
+from sah_core.attention.numba_threads import (
+    PARALLEL_MIN_ELEMENTS,
+    choose_threading_layer,
+    parallel_section,
+)
+
 #: Largest ``query rows * index width * head dim`` per (batch row, head) the kernel takes.
 FUSED_MAX_ROW_WORK = 1 << 20
+#: With given logits, the largest ``index width / key length`` the kernel takes: above it a
+#: dense ``p @ V`` over the scattered probabilities (one BLAS matmul) is cheaper than
+#: gathering the value rows one by one.
+FUSED_LOGITS_MAX_DENSITY = 1 / 8
 
 _PLACEHOLDER_F = np.zeros((1, 1, 1, 1), np.float32)
 _PLACEHOLDER_SINK = np.zeros(1, np.float32)
 
 
 @functools.lru_cache(maxsize=1)
-def _kernel() -> Any:
-    from sah_core.attention._fused_gather_numba import fused_gather_attention
+def _kernels() -> tuple[Any, Any]:
+    """The serial and the parallel kernel (compiled, or loaded from numba's cache)."""
+    choose_threading_layer()
+    from sah_core.attention import _fused_gather_numba
 
-    return fused_gather_attention
+    return _fused_gather_numba.fused_gather_attention, (
+        _fused_gather_numba.fused_gather_attention_parallel
+    )
 
 
 def fused_gather_applies(
@@ -42,15 +59,20 @@ def fused_gather_applies(
     values: torch.Tensor,
     indices: torch.Tensor,
     dropout: float,
+    with_logits: bool = False,
 ) -> bool:
-    """True when :func:`fused_gather_attention` runs this call (see module doc)."""
+    """True when :func:`fused_gather_attention` runs this call (see module doc);
+    ``with_logits``: the entries' logits are given (``slot_logits``)."""
+    width = indices.shape[-1]
+    small = queries.shape[2] * width * queries.shape[-1] <= FUSED_MAX_ROW_WORK
+    sparse_enough = with_logits and width <= FUSED_LOGITS_MAX_DENSITY * keys.shape[2]
     return (
-        dropout <= 0.0
+        (small or sparse_enough)
+        and dropout <= 0.0
         and queries.device.type == "cpu"
         and queries.dtype == keys.dtype == values.dtype == torch.float32
         and indices.dtype == torch.int64
         and not (queries.requires_grad or keys.requires_grad or values.requires_grad)
-        and queries.shape[2] * indices.shape[-1] * queries.shape[-1] <= FUSED_MAX_ROW_WORK
     )
 
 
@@ -102,7 +124,7 @@ def fused_gather_attention(
 
     keys_rows, key_pitch = kv_cache_rows(keys)
     values_rows, value_pitch = kv_cache_rows(values)
-    _kernel()(
+    arguments = (
         queries.contiguous().numpy(),
         keys_rows.numpy(),
         values_rows.numpy(),
@@ -119,4 +141,11 @@ def fused_gather_attention(
         flags,
         out.numpy(),
     )
+    serial, parallel = _kernels()
+    rows = b * hq * q
+    if rows * indices.shape[-1] * values.shape[-1] < PARALLEL_MIN_ELEMENTS or rows < 2:
+        serial(*arguments)
+        return out
+    with parallel_section() as threads:
+        parallel(*arguments, min(rows, 8 * threads))
     return out

@@ -205,7 +205,9 @@ def index_attention_reference_named(
 
     if q == 0:
         return new_out(), name
-    if use_gather and fused_gather_applies(queries, keys, values, indices, dropout):
+    with_logits = logits is not None
+    fused = use_gather or with_logits
+    if fused and fused_gather_applies(queries, keys, values, indices, dropout, with_logits):
         cached = None
         if logits is None and shared_scores is not None:
             cached = shared_scores(0, q)
@@ -223,7 +225,8 @@ def index_attention_reference_named(
             scores=cached,
             slot_logits=logits,
         )
-        return out, f"{name}-fused" if logits is None else f"{name}-fused+logits"
+        fused_name = "reference/gather-fused"
+        return out, fused_name if logits is None else f"{fused_name}+logits"
     if logits is not None:
         out = new_out()
         return _attention_from_logits(
