@@ -11,6 +11,7 @@ from numba import njit, prange
 SAMPLE = 64  # entries of a row read to place the threshold
 TIGHT = 2  # sampled ranks below the top-k share for the first cut (fails for a few % of rows)
 LOOSE = 8  # ... for the second cut (rarely fails; then the whole row is selected from)
+BUCKETS = 256  # key ranges of the histogram that places the k-th largest candidate
 _INT32_MAX = np.int32(2147483647)
 _INT32_MIN = np.int32(-2147483648)
 _MAGNITUDE = np.int32(0x7FFFFFFF)
@@ -25,14 +26,22 @@ def ordered_key(x: float) -> Any:
     return bits ^ ((bits >> 31) & _MAGNITUDE)
 
 
+#: Below this many entries the selection finishes with an insertion sort.
+_SMALL = 12
+
+
 @njit(inline="always", cache=True)
-def kth_smallest(a: Any, n: int, kk: int) -> Any:
-    """In-place quickselect (median of three, Hoare partition): the ``kk``-th smallest
-    (0-based) of ``a[:n]``."""
-    lo, hi = 0, n - 1
-    while hi > lo:
-        mid = (lo + hi) >> 1
-        x0, x1, x2 = a[lo], a[mid], a[hi]
+def kth_smallest(a: Any, n: int, kk: int, scratch: Any, spare: Any) -> Any:
+    """The ``kk``-th smallest (0-based) of ``a[:n]`` (only read), by quickselect with
+    out-of-place, branch-free partitions (median-of-three pivot) between the ``scratch``
+    and ``spare`` buffers (each ``>= n``): every entry is written to both ends of the next
+    buffer and counted where it belongs, so no branch depends on the data; an in-place
+    Hoare partition mispredicts about every other comparison."""
+    src, dst = a, scratch
+    into_scratch = True  # a is never written: the passes alternate between the buffers
+    base = 0
+    while n > _SMALL:
+        x0, x1, x2 = src[base], src[base + (n >> 1)], src[base + n - 1]
         if x0 > x1:
             x0, x1 = x1, x0
         if x1 > x2:
@@ -40,23 +49,33 @@ def kth_smallest(a: Any, n: int, kk: int) -> Any:
         if x0 > x1:
             x1 = x0
         pivot = x1
-        i, j = lo, hi
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if kk <= j:
-            hi = j
-        elif kk >= i:
-            lo = i
+        below: Any = 0
+        above: Any = 0
+        top = base + n - 1
+        for i in range(base, base + n):
+            x = src[i]
+            dst[base + below] = x  # kept only when counted (a later entry overwrites it)
+            below += np.int64(x < pivot)
+            dst[top - above] = x
+            above += np.int64(x > pivot)
+        if kk < below:
+            n = below
+        elif kk >= n - above:
+            kk -= n - above
+            base += n - above
+            n = above
         else:
-            return a[kk]
-    return a[kk]
+            return pivot  # the entries equal to the pivot hold rank kk
+        src, dst = dst, (spare if into_scratch else scratch)
+        into_scratch = not into_scratch
+    for i in range(n):  # the few left: insertion sort into dst
+        x = src[base + i]
+        j = i
+        while j > 0 and dst[base + j - 1] > x:
+            dst[base + j] = dst[base + j - 1]
+            j -= 1
+        dst[base + j] = x
+    return dst[base + kk]
 
 
 @njit(inline="always", cache=True)
@@ -70,6 +89,66 @@ def keep_at_least(row: Any, cut: Any, cand: Any) -> Any:
         cand[count] = j
         count += np.int64(not row[j] < t)
     return count
+
+
+@njit(inline="always", cache=True)
+def best_sampled(row: Any, step: int, taken: int, count: int, best: Any) -> None:
+    """The ``count`` largest keys of the strided sample ``row[0], row[step], ...`` (``taken``
+    entries) into ``best[:count]``, largest first: an insertion list, which a random entry
+    rarely enters (so its comparison branch predicts well)."""
+    for i in range(taken):
+        x = ordered_key(row[i * step])
+        if i >= count:
+            if x <= best[count - 1]:
+                continue
+            j = count - 1
+        else:
+            j = i
+        while j > 0 and best[j - 1] < x:
+            best[j] = best[j - 1]
+            j -= 1
+        best[j] = x
+
+
+@njit(inline="always", cache=True)
+def kth_largest(
+    row: Any,
+    cand: Any,
+    count: int,
+    k: int,
+    keys: Any,
+    work: Any,
+    spare: Any,
+    extra: Any,
+    histogram: Any,
+) -> Any:
+    """The ``k``-th largest key of the candidates ``row[cand[:count]]``, their keys left in
+    ``keys[:count]``. One histogram of the keys over :data:`BUCKETS` equal key ranges
+    between the smallest and the largest finds the range holding the ``k``-th; a quickselect
+    runs on that range's few keys only."""
+    low = _INT32_MAX
+    high = _INT32_MIN
+    for i in range(count):
+        key = ordered_key(row[cand[i]])
+        keys[i] = key
+        low = min(low, key)
+        high = max(high, key)
+    shift = 0
+    while (np.int64(high) - np.int64(low)) >> shift >= BUCKETS:
+        shift += 1
+    histogram[:] = 0
+    for i in range(count):
+        histogram[(np.int64(keys[i]) - np.int64(low)) >> shift] += 1
+    bucket = BUCKETS - 1
+    above = 0  # keys in the ranges above `bucket`
+    while above + histogram[bucket] < k:
+        above += histogram[bucket]
+        bucket -= 1
+    members = 0
+    for i in range(count):  # branch-free: the keys of that range into work
+        work[members] = keys[i]
+        members += np.int64((np.int64(keys[i]) - np.int64(low)) >> shift == bucket)
+    return kth_smallest(work, members, members - (k - above), spare, extra)
 
 
 @njit(inline="always", cache=True)
@@ -92,7 +171,10 @@ def top_k_block(
     cand = np.empty(length, np.int32)
     keys = np.empty(length, np.int32)
     work = np.empty(length, np.int32)
+    spare = np.empty(length, np.int32)
+    extra = np.empty(length, np.int32)
     sample = np.empty(SAMPLE, np.int32)
+    histogram = np.empty(BUCKETS, np.int64)
     for r in range(first, last):
         g, i_row = r // per_group, r % per_group
         row = scores[g, i_row]
@@ -100,22 +182,17 @@ def top_k_block(
         val_out = out_values[g, i_row]
         count = 0
         if loose < taken:
-            for i in range(taken):
-                sample[i] = ordered_key(row[i * step])
+            best_sampled(row, step, taken, loose, sample)
             # the tight cut keeps ~share + TIGHT sampled ranks; when fewer than k entries
-            # pass it, the loose one (the sample is reordered around the tight rank)
-            count = keep_at_least(row, kth_smallest(sample, taken, taken - tight), cand)
+            # pass it, the loose one
+            count = keep_at_least(row, sample[tight - 1], cand)
             if count < k:
-                cut = kth_smallest(sample, taken, taken - loose)
-                count = keep_at_least(row, cut, cand)
+                count = keep_at_least(row, sample[loose - 1], cand)
         if count < k:  # no cut, or the sample placed both too high: the whole row
             count = length
             for j in range(length):
                 cand[j] = j
-        for i in range(count):
-            keys[i] = ordered_key(row[cand[i]])
-            work[i] = keys[i]
-        kth = kth_smallest(work, count, count - k)
+        kth = kth_largest(row, cand, count, k, keys, work, spare, extra, histogram)
         out: Any = 0
         for i in range(count):  # branch-free: at most k - 1 keys exceed the k-th
             idx_out[out] = cand[i]

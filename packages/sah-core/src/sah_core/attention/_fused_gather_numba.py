@@ -16,6 +16,38 @@ from numba import njit, prange
 _FAST = {"reassoc", "contract"}
 
 
+_LOG2E = np.float32(1.4426950408889634)
+_LN2_HI = np.float32(0.693359375)  # ln 2 in two parts: m * _LN2_HI is exact
+_LN2_LO = np.float32(-2.12194440e-4)
+_EXP_MIN = np.float32(-87.0)  # below: exp underflows fp32's normal range, taken as 0
+
+
+@njit(fastmath=_FAST, cache=True, inline="always")
+def exp_shifted(x: Any, n: int, top: Any) -> Any:
+    """``x[i] = exp(x[i] - top)`` for ``i < n`` (every ``x[i] <= top``; ``-inf`` -> 0) and
+    their sum. A loop LLVM vectorises, unlike a libm call per entry: ``2^m`` times a
+    degree-6 polynomial on the reduced argument (the Cephes ``expf`` scheme, within a few
+    ulp of ``exp``)."""
+    total = np.float32(0.0)
+    for i in range(n):
+        shifted = x[i] - top
+        r = max(shifted, _EXP_MIN)
+        m = np.floor(r * _LOG2E + np.float32(0.5))
+        r = r - m * _LN2_HI - m * _LN2_LO
+        p = np.float32(1.9875691500e-4)
+        p = p * r + np.float32(1.3981999507e-3)
+        p = p * r + np.float32(8.3334519073e-3)
+        p = p * r + np.float32(4.1665795894e-2)
+        p = p * r + np.float32(1.6666665459e-1)
+        p = p * r + np.float32(5.0000001201e-1)
+        p = p * r * r + r + np.float32(1.0)
+        scale = np.int32((np.int32(m) + np.int32(127)) << np.int32(23)).view(np.float32)
+        e = p * scale if shifted > _EXP_MIN else np.float32(0.0)
+        x[i] = e
+        total += e
+    return total
+
+
 @njit(fastmath=_FAST, cache=True, inline="always")
 def attend_row(
     b: int,
@@ -38,9 +70,10 @@ def attend_row(
     out: Any,
     logits: Any,
     acc: Any,
+    picked: Any,
 ) -> None:
-    """Query row ``(b, h, i)`` of :func:`fused_gather_attention` (``logits`` / ``acc``:
-    scratch of the index width and the value dim)."""
+    """Query row ``(b, h, i)`` of :func:`fused_gather_attention` (``logits`` / ``picked`` /
+    ``acc``: scratch of the index width (fp32, int64) and of the value dim)."""
     has_weights, has_bias, has_scores = flags[0], flags[1], flags[2]
     has_slot_logits, has_sink = flags[3], flags[4]
     dim = queries.shape[3]
@@ -87,18 +120,29 @@ def attend_row(
     if top == -np.inf:  # nothing attended (and no finite sink)
         out[b, h, i, :] = 0.0
         return
-    total = np.float32(0.0)
-    acc[:] = 0.0
+    # the attended entries, compacted: probabilities in logits[:n], value rows in picked[:n]
+    n = 0
     for slot in range(width):
-        if logits[slot] == -np.inf:
-            continue
-        p = np.exp(logits[slot] - top)
-        total += p
-        value = values[value_base + indices[b, h, i, slot]]
-        for d in range(acc.shape[0]):
-            acc[d] += p * value[d]
+        logits[n] = logits[slot]
+        picked[n] = value_base + indices[b, h, i, slot]
+        n += np.int64(logits[slot] != -np.inf)
+    total = exp_shifted(logits, n, top)
     if has_sink:
         total += np.exp(sink[h] - top)
+    acc[:] = 0.0
+    slot = 0
+    while slot + 4 <= n:  # four rows per pass over acc: a quarter of its loads and stores
+        v0, v1 = values[picked[slot]], values[picked[slot + 1]]
+        v2, v3 = values[picked[slot + 2]], values[picked[slot + 3]]
+        p0, p1, p2, p3 = logits[slot], logits[slot + 1], logits[slot + 2], logits[slot + 3]
+        for d in range(acc.shape[0]):
+            acc[d] += (p0 * v0[d] + p1 * v1[d]) + (p2 * v2[d] + p3 * v3[d])
+        slot += 4
+    while slot < n:
+        v0, p0 = values[picked[slot]], logits[slot]
+        for d in range(acc.shape[0]):
+            acc[d] += p0 * v0[d]
+        slot += 1
     for d in range(acc.shape[0]):
         out[b, h, i, d] = acc[d] / total
 
@@ -135,6 +179,7 @@ def fused_gather_attention(
     batch, heads, rows = queries.shape[:3]
     logits = np.empty(indices.shape[3], np.float32)
     acc = np.empty(values.shape[1], np.float32)
+    picked = np.empty(indices.shape[3], np.int64)
     for b in range(batch):
         for h in range(heads):
             for i in range(rows):
@@ -159,6 +204,7 @@ def fused_gather_attention(
                     out,
                     logits,
                     acc,
+                    picked,
                 )
 
 
@@ -188,6 +234,7 @@ def fused_gather_attention_parallel(
     for block in prange(blocks):
         logits = np.empty(indices.shape[3], np.float32)
         acc = np.empty(values.shape[1], np.float32)
+        picked = np.empty(indices.shape[3], np.int64)
         for r in range(block * total // blocks, (block + 1) * total // blocks):
             b, rest = r // (heads * rows), r % (heads * rows)
             h, i = rest // rows, rest % rows
@@ -212,4 +259,5 @@ def fused_gather_attention_parallel(
                 out,
                 logits,
                 acc,
+                picked,
             )
