@@ -186,3 +186,48 @@ def test_prefill_with_entry_logits_takes_the_kernel_at_any_size(monkeypatch) -> 
     picked = rows.gather(3, indices.clamp(min=0)[..., None].expand(b, hq, q, width, d))
     expected = (probs[..., None] * picked).sum(3)
     assert torch.allclose(fused.double(), expected, atol=1e-5)
+
+
+def test_a_dense_prefix_gives_the_gathered_output(monkeypatch) -> None:
+    """With entry logits whose first entries are the keys 0, 1, ... (a sink), the kernel
+    may leave their share to one dense p @ V: the same output as gathering them, for rows
+    where some of those keys are forbidden (-inf), a row that attends nothing, and a NaN
+    row; serial and split over threads."""
+    from sah_core.attention import fused_gather
+
+    gen = torch.Generator().manual_seed(5)
+    b, hq, hkv, q, k, d, prefix, rest = 2, 4, 2, 12, 40, 8, 6, 5
+    queries = torch.randn(b, hq, q, d, generator=gen)
+    keys = torch.randn(b, hkv, k, d, generator=gen)
+    values = torch.randn(b, hkv, k, d, generator=gen)
+    tail = torch.stack(
+        [torch.randperm(k - prefix, generator=gen)[:rest] + prefix for _ in range(b * hq * q)]
+    )
+    indices = torch.cat(
+        [torch.arange(prefix).expand(b, hq, q, prefix), tail.view(b, hq, q, rest)], dim=-1
+    ).contiguous()
+    logits = torch.randn(b, hq, q, prefix + rest, generator=gen)
+    logits[0, 0, :3, 2:prefix] = float("-inf")  # keys of the sink past the row's limit
+    logits[1, 2, 4] = float("-inf")  # attends nothing
+    logits[1, 3, 5, 7] = float("nan")
+    s_aux = torch.randn(hq, generator=gen)
+    for threshold in (1 << 40, 0):
+        monkeypatch.setattr(fused_gather, "PARALLEL_MIN_ELEMENTS", threshold)
+        args = (queries, keys, values, indices, None)
+        gathered = fused_gather_attention(*args, scaling=0.3, slot_logits=logits, s_aux=s_aux)
+        dense = fused_gather_attention(
+            *args, scaling=0.3, slot_logits=logits, s_aux=s_aux, dense_prefix=prefix
+        )
+        assert torch.equal(gathered.isnan(), dense.isnan())
+        assert bool(dense[1, 3, 5].isnan().all()) and torch.equal(dense[1, 2, 4], torch.zeros(d))
+        assert torch.allclose(gathered.nan_to_num(), dense.nan_to_num(), atol=1e-6)
+
+
+def test_a_non_finite_prefix_value_keeps_the_gather() -> None:
+    """p = 0 times an infinite value would be NaN in the dense p @ V: such a prefix is
+    gathered (and skipped where forbidden), as without it."""
+    values = torch.randn(1, 2, 10, 4)
+    assert index_form._usable_prefix(values, 3) == 3
+    values[0, 1, 2, 0] = float("inf")
+    assert index_form._usable_prefix(values, 3) == 0
+    assert index_form._usable_prefix(values, 2) == 2

@@ -23,13 +23,14 @@ _EXP_MIN = np.float32(-87.0)  # below: exp underflows fp32's normal range, taken
 
 
 @njit(fastmath=_FAST, cache=True, inline="always")
-def exp_shifted(x: Any, n: int, top: Any) -> Any:
-    """``x[i] = exp(x[i] - top)`` for ``i < n`` (every ``x[i] <= top``; ``-inf`` -> 0) and
+def exp_shifted(x: Any, start: int, n: int, top: Any) -> Any:
+    """``x[i] = exp(x[i] - top)`` for ``start <= i < start + n`` (every ``x[i] <= top``;
+    ``-inf`` -> 0) and
     their sum. A loop LLVM vectorises, unlike a libm call per entry: ``2^m`` times a
     degree-6 polynomial on the reduced argument (the Cephes ``expf`` scheme, within a few
     ulp of ``exp``)."""
     total = np.float32(0.0)
-    for i in range(n):
+    for i in range(start, start + n):
         shifted = x[i] - top
         r = max(shifted, _EXP_MIN)
         m = np.floor(r * _LOG2E + np.float32(0.5))
@@ -68,6 +69,8 @@ def attend_row(
     scaling: Any,
     flags: Any,
     out: Any,
+    dense_prefix: int,
+    prefix_probs: Any,
     logits: Any,
     acc: Any,
     picked: Any,
@@ -116,30 +119,39 @@ def attend_row(
         top = sink[h]
     if nan:
         out[b, h, i, :] = np.nan
+        if dense_prefix:
+            prefix_probs[b, h, i, :dense_prefix] = 0.0
         return
     if top == -np.inf:  # nothing attended (and no finite sink)
         out[b, h, i, :] = 0.0
+        if dense_prefix:
+            prefix_probs[b, h, i, :dense_prefix] = 0.0
         return
-    # the attended entries, compacted: probabilities in logits[:n], value rows in picked[:n]
+    # the first dense_prefix entries (keys 0, 1, ...) leave their probabilities to
+    # prefix_probs (the caller's p @ V); the others are compacted: probabilities in
+    # logits[dense_prefix:][:n], value rows in picked[:n]
     n = 0
-    for slot in range(width):
-        logits[n] = logits[slot]
+    for slot in range(dense_prefix, width):
+        logits[dense_prefix + n] = logits[slot]
         picked[n] = value_base + indices[b, h, i, slot]
         n += np.int64(logits[slot] != -np.inf)
-    total = exp_shifted(logits, n, top)
+    total = exp_shifted(logits, 0, dense_prefix, top) + exp_shifted(logits, dense_prefix, n, top)
     if has_sink:
         total += np.exp(sink[h] - top)
+    for slot in range(dense_prefix):
+        prefix_probs[b, h, i, slot] = logits[slot] / total
     acc[:] = 0.0
+    probs = logits[dense_prefix:]
     slot = 0
     while slot + 4 <= n:  # four rows per pass over acc: a quarter of its loads and stores
         v0, v1 = values[picked[slot]], values[picked[slot + 1]]
         v2, v3 = values[picked[slot + 2]], values[picked[slot + 3]]
-        p0, p1, p2, p3 = logits[slot], logits[slot + 1], logits[slot + 2], logits[slot + 3]
+        p0, p1, p2, p3 = probs[slot], probs[slot + 1], probs[slot + 2], probs[slot + 3]
         for d in range(acc.shape[0]):
             acc[d] += (p0 * v0[d] + p1 * v1[d]) + (p2 * v2[d] + p3 * v3[d])
         slot += 4
     while slot < n:
-        v0, p0 = values[picked[slot]], logits[slot]
+        v0, p0 = values[picked[slot]], probs[slot]
         for d in range(acc.shape[0]):
             acc[d] += p0 * v0[d]
         slot += 1
@@ -164,6 +176,8 @@ def fused_gather_attention(
     scaling: Any,
     flags: Any,
     out: Any,
+    dense_prefix: int,
+    prefix_probs: Any,
 ) -> None:
     """``out[b, h, i] = sum_l p_l * v_j`` with ``p`` the softmax of ``scaling * q . k_j -
     log(w_l) + bias[b, h, i, j]`` over the entries ``j = indices[b, h, i, l] >= 0`` with
@@ -202,6 +216,8 @@ def fused_gather_attention(
                     scaling,
                     flags,
                     out,
+                    dense_prefix,
+                    prefix_probs,
                     logits,
                     acc,
                     picked,
@@ -225,6 +241,8 @@ def fused_gather_attention_parallel(
     scaling: Any,
     flags: Any,
     out: Any,
+    dense_prefix: int,
+    prefix_probs: Any,
     blocks: int,
 ) -> None:
     """:func:`fused_gather_attention` with the query rows cut into ``blocks`` contiguous
@@ -257,6 +275,8 @@ def fused_gather_attention_parallel(
                 scaling,
                 flags,
                 out,
+                dense_prefix,
+                prefix_probs,
                 logits,
                 acc,
                 picked,

@@ -123,7 +123,7 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
         assert isinstance(mask, BlockSparseMask)
         return block_mask_attention_reference(call, mask)  # tiled, no [B, Hq, Q, K] tensor
     if kind == "index":
-        from sah_core.attention.common import index_logits
+        from sah_core.attention.common import index_logits, index_logits_prefix
 
         indices, weights = mask.index_view()
         return index_attention_reference_named(
@@ -139,6 +139,7 @@ def reference_backend(call: CallPlan, mask: Mask) -> tuple[torch.Tensor, str]:
             query_chunk_size=call.requested_chunk_rows,
             shared_scores=call.cached_scores,
             logits=index_logits(call, mask),
+            logits_prefix=index_logits_prefix(call, mask),
         )
     out = dense_mask_attention(
         call.queries,

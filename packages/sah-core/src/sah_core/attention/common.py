@@ -140,12 +140,16 @@ def grouped_scores_into(
 _INDEX_LOGITS = "index_logits"
 
 
-def remember_index_logits(call: Any, mask: Any, logits: torch.Tensor) -> None:
+def remember_index_logits(
+    call: Any, mask: Any, logits: torch.Tensor, dense_prefix: int = 0
+) -> None:
     """Record, for ``call``, the logits ``scaling * q . k_j + attention_mask[j]`` (fp32,
     ``[B, Hq, Q, L]``, ``-inf`` at padding) of every entry of the index-form ``mask``: the
     reference attention then reads them instead of recomputing ``q . K`` (a top-k masker over
-    the exact logits computes them anyway). Only this very mask object matches."""
-    call._shared[_INDEX_LOGITS] = (mask, logits)
+    the exact logits computes them anyway). Only this very mask object matches.
+    ``dense_prefix``: the first entries of every row are the keys ``0 .. dense_prefix - 1``
+    (a sink), which the attention may then handle as one dense block."""
+    call._shared[_INDEX_LOGITS] = (mask, logits, dense_prefix)
 
 
 def index_logits(call: Any, mask: Any) -> torch.Tensor | None:
@@ -155,3 +159,11 @@ def index_logits(call: Any, mask: Any) -> torch.Tensor | None:
         return None
     logits: torch.Tensor = entry[1]
     return logits
+
+
+def index_logits_prefix(call: Any, mask: Any) -> int:
+    """The ``dense_prefix`` recorded with :func:`index_logits` for ``mask`` (0: none)."""
+    entry = call._shared.get(_INDEX_LOGITS)
+    if entry is None or entry[0] is not mask:
+        return 0
+    return int(entry[2])

@@ -96,12 +96,16 @@ def fused_gather_attention(
     s_aux: torch.Tensor | None = None,
     scores: torch.Tensor | None = None,
     slot_logits: torch.Tensor | None = None,
+    dense_prefix: int = 0,
 ) -> torch.Tensor:
     """Index attention ``[B, Hq, Q, Dv]`` (inputs as in
     :func:`~sah_core.attention.index_form.index_attention`); ``scores`` (``[B, Hq, Q, K']``,
     every index below ``K'``) are the ``scaling * q . k`` a masker computed, read instead of
     the keys; ``slot_logits`` (``[B, Hq, Q, L]``) the logits of every index entry with the
-    attention mask added, read instead of keys and mask."""
+    attention mask added, read instead of keys and mask. ``dense_prefix`` (with
+    ``slot_logits``; finite values): the first ``dense_prefix`` entries of every row are the
+    keys ``0, 1, ...`` (a sink), whose share of the output is one BLAS ``p @ V`` instead of
+    gathered rows."""
     b, hq, q, _ = queries.shape
     out = torch.empty((b, hq, q, values.shape[-1]), dtype=torch.float32)
     if out.numel() == 0:
@@ -141,11 +145,20 @@ def fused_gather_attention(
         flags,
         out.numpy(),
     )
+    prefix_probs = None
+    if dense_prefix:
+        prefix_probs = torch.empty((b, hq, q, dense_prefix), dtype=torch.float32)
+    arguments += (dense_prefix, _array(prefix_probs))
     serial, parallel = _kernels()
     rows = b * hq * q
     if rows * indices.shape[-1] * values.shape[-1] < PARALLEL_MIN_ELEMENTS or rows < 2:
         serial(*arguments)
-        return out
-    with parallel_section() as threads:
-        parallel(*arguments, min(rows, 8 * threads))
+    else:
+        with parallel_section() as threads:
+            parallel(*arguments, min(rows, 8 * threads))
+    if prefix_probs is not None:
+        hkv = values.shape[1]
+        grouped = prefix_probs.view(b, hkv, (hq // hkv) * q, dense_prefix)
+        shared = torch.matmul(grouped, values[:, :, :dense_prefix])
+        out.add_(shared.view(b, hq, q, values.shape[-1]))
     return out

@@ -179,6 +179,7 @@ def index_attention_reference_named(
     query_chunk_size: int | None = None,
     shared_scores: Callable[[int, int], torch.Tensor | None] | None = None,
     logits: torch.Tensor | None = None,
+    logits_prefix: int = 0,
 ) -> tuple[torch.Tensor, str]:
     """:func:`index_attention_reference` plus the strategy that ran (for the metrics).
 
@@ -191,7 +192,9 @@ def index_attention_reference_named(
     the attention mask already added, ``scaling * q . k_j + attention_mask[j]`` (``-inf`` at
     the -1 entries), as a top-k masker over the exact logits keeps them
     (:func:`~sah_core.attention.common.remember_index_logits`): no ``q . K`` is computed and
-    no key is read; the importance weights are still applied here."""
+    no key is read; the importance weights are still applied here. ``logits_prefix``: the
+    first entries of every row are the keys ``0 .. logits_prefix - 1`` (a sink), whose
+    share the fused kernel computes as one dense ``p @ V`` (when those values are finite)."""
     b, hq, q, d = queries.shape
     hkv, k = keys.shape[1], keys.shape[2]
     width = indices.shape[-1]
@@ -224,6 +227,7 @@ def index_attention_reference_named(
             s_aux=s_aux,
             scores=cached,
             slot_logits=logits,
+            dense_prefix=_usable_prefix(values, logits_prefix) if with_logits else 0,
         )
         fused_name = "reference/gather-fused"
         return out, fused_name if logits is None else f"{fused_name}+logits"
@@ -262,6 +266,15 @@ def index_attention_reference_named(
         end = min(q, start + chunk)
         out[:, :, start:end] = run(start, end)
     return out, name
+
+
+def _usable_prefix(values: torch.Tensor, prefix: int) -> int:
+    """``prefix`` when the values of keys ``[0, prefix)`` are finite, else 0: the dense
+    ``p @ V`` multiplies them by the probability 0 of a forbidden entry, which the gather
+    skips (``0 * inf`` would be NaN)."""
+    if prefix <= 0 or prefix > values.shape[2]:
+        return 0
+    return prefix if bool(torch.isfinite(values[:, :, :prefix]).all()) else 0
 
 
 def _add_importance_bias(

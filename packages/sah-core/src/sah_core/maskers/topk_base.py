@@ -468,7 +468,7 @@ class TopKMasker(ResearchMasker):
         mask = Mask.from_index(
             indices, None, call.shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
-        remember_index_logits(call, mask, logits)
+        remember_index_logits(call, mask, logits, prefix if width_prev == prefix else 0)
         return mask
 
     def _select_chunk(
