@@ -144,7 +144,7 @@ def kth_largest(
     while above + histogram[bucket] < k:
         above += histogram[bucket]
         bucket -= 1
-    members = 0
+    members: Any = 0
     for i in range(count):  # branch-free: the keys of that range into work
         work[members] = keys[i]
         members += np.int64((np.int64(keys[i]) - np.int64(low)) >> shift == bucket)

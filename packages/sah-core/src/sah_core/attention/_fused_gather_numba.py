@@ -130,7 +130,7 @@ def attend_row(
     # the first dense_prefix entries (keys 0, 1, ...) leave their probabilities to
     # prefix_probs (the caller's p @ V); the others are compacted: probabilities in
     # logits[dense_prefix:][:n], value rows in picked[:n]
-    n = 0
+    n: Any = 0
     for slot in range(dense_prefix, width):
         logits[dense_prefix + n] = logits[slot]
         picked[n] = value_base + indices[b, h, i, slot]

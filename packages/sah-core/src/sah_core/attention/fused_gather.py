@@ -128,7 +128,7 @@ def fused_gather_attention(
 
     keys_rows, key_pitch = kv_cache_rows(keys)
     values_rows, value_pitch = kv_cache_rows(values)
-    arguments = (
+    arguments: tuple[Any, ...] = (
         queries.contiguous().numpy(),
         keys_rows.numpy(),
         values_rows.numpy(),
