@@ -329,3 +329,30 @@ def test_registry_and_base_import_without_a_cycle() -> None:
     for module in ("sah_core.maskers.registry", "sah_core.maskers.base"):
         code = f"import {module}"
         subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_chunk_mask_bounds_are_the_columns_the_mask_allows_and_touches(dtype) -> None:
+    """Each query chunk's key_limit (1 + the last column any row may attend) and
+    first_touched (the first column any row's mask is nonzero) against a loop over the
+    mask's entries: causal rows, left padding in one batch row, a row allowed nothing, and
+    scattered nonzero biases. fp32 takes the one-pass kernel, fp64 the torch reductions."""
+    b, q_len, k_len = 2, 11, 14
+    low = torch.finfo(dtype).min
+    gen = torch.Generator().manual_seed(4)
+    causal = torch.arange(k_len) <= torch.arange(q_len).unsqueeze(-1) + (k_len - q_len)
+    mask = torch.zeros(b, 1, q_len, k_len, dtype=dtype).masked_fill(~causal, low)
+    mask[1, :, :, :3] = low  # left padding
+    mask[0, 0, 4] = low  # a row allowed nothing
+    bias = torch.rand(b, 1, q_len, k_len, generator=gen) < 0.1
+    mask = torch.where(bias & causal, -0.5, mask)
+    q, k, v = qkv(b=b, q=q_len, k=k_len, dtype=dtype)
+    call = CallPlan.build(q, k, v, mask, SCALE, query_chunk_size=3)
+    chunks = call.query_chunks()
+    assert len(chunks) == 4
+    for chunk in chunks:
+        rows = mask[:, :, chunk.start : chunk.end].flatten(0, -2).tolist()
+        allowed = [j for row in rows for j, x in enumerate(row) if x > low / 2]
+        touched = [j for row in rows for j, x in enumerate(row) if x != 0]
+        assert chunk.key_limit == (max(allowed) + 1 if allowed else 0)
+        assert chunk.first_touched == (min(touched) if touched else k_len)

@@ -59,6 +59,21 @@ class QueryChunk:
             self._cache["key_limit"] = limit
         return limit
 
+    @property
+    def first_touched(self) -> int:
+        """The first key column where the chunk's mask is nonzero for any row (``K``
+        without a mask or when it is all zero): adding the mask from there is enough."""
+        first = self._cache.get("first_touched")
+        if first is None:
+            mask = self.attention_mask
+            if mask is None or mask.numel() == 0:
+                first = self.key_len
+            else:
+                touched = mask.ne(0).flatten(0, -2).any(0)
+                first = int(touched.int().argmax()) if bool(touched.any()) else self.key_len
+            self._cache["first_touched"] = first
+        return first
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class CallPlan:
@@ -273,6 +288,8 @@ class CallPlan:
                 )
                 for start in range(0, q, rows)
             )
+            if mask is not None and len(chunks) > 1:
+                _seed_chunk_bounds(chunks, mask)
             self._shared[key] = chunks
         return chunks
 
@@ -395,6 +412,21 @@ class CallPlan:
 
 
 # --------------------------------------------------------------------------- checks
+
+
+def _seed_chunk_bounds(chunks: tuple[QueryChunk, ...], mask: torch.Tensor) -> None:
+    """Each chunk's ``key_limit`` and ``first_touched`` from one pass over the call's mask
+    (:func:`~sah_core.attention.mask_bounds.mask_row_bounds`) instead of two reductions per
+    chunk; unchanged where that kernel does not apply."""
+    from sah_core.attention.mask_bounds import mask_row_bounds
+
+    bounds = mask_row_bounds(mask)
+    if bounds is None:
+        return
+    first, last = bounds
+    for chunk in chunks:
+        chunk._cache["first_touched"] = int(first[chunk.start : chunk.end].min())
+        chunk._cache["key_limit"] = int(last[chunk.start : chunk.end].max()) + 1
 
 
 def check_attention_inputs(

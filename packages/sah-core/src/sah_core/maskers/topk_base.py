@@ -419,10 +419,9 @@ class TopKMasker(ResearchMasker):
             mask_chunk = chunk.attention_mask
             forbidden_below = float("-inf")
             if mask_chunk is not None:
-                part = mask_chunk[..., :limit]
                 # only the columns the mask touches (the diagonal block of a causal mask)
-                first = int(part.ne(0).flatten(0, -2).any(0).int().argmax()) if limit else 0
-                scores[..., first:].add_(part[..., first:])
+                first = min(chunk.first_touched, limit)
+                scores[..., first:].add_(mask_chunk[..., first:limit])
                 forbidden_below = torch.finfo(mask_chunk.dtype).min / 2
             # the previous keys' logits, then those keys out of the top-k
             candidates, offset = scores, 0
