@@ -161,6 +161,10 @@ def top_k_block(
     out_indices: Any,
     offset: int,
     forbidden: Any,
+    lead: int,
+    lead_source: Any,
+    lead_values: Any,
+    lead_indices: Any,
 ) -> None:
     """:func:`top_k_rows` for the flat rows ``first .. last - 1``."""
     per_group, length = scores.shape[1], scores.shape[2]
@@ -180,6 +184,11 @@ def top_k_block(
         row = scores[g, i_row]
         idx_out = out_indices[g, i_row]
         val_out = out_values[g, i_row]
+        if lead:  # the leading columns, copied while the row is in cache
+            source = lead_source[g, i_row]
+            for c in range(lead):
+                lead_indices[g, i_row, c] = c
+                lead_values[g, i_row, c] = source[c] if c < source.shape[0] else -np.inf
         count = 0
         if loose < taken:
             best_sampled(row, step, taken, loose, sample)
@@ -222,16 +231,35 @@ def top_k_rows(
     out_indices: Any,
     offset: int,
     forbidden: Any,
+    lead: int,
+    lead_source: Any,
+    lead_values: Any,
+    lead_indices: Any,
 ) -> None:
     """The ``k`` largest entries of each row of ``scores [G, R, L]`` (``0 < k < L``) into
     ``out_values`` / ``out_indices`` ``[G, R, k]`` (any strides); ties at the k-th value by
     lowest index. ``offset`` is added to every index; a picked entry ``<= forbidden`` (a
     float32; NaN: none) is written as index -1 and value -inf. ``blocks`` row blocks run in
-    parallel."""
+    parallel. ``lead > 0``: also ``lead_indices[g, r, c] = c`` and ``lead_values[g, r, c] =
+    lead_source[g, r, c]`` (``-inf`` past its end) for ``c < lead`` (a prefill's sink
+    entries, written with the row's picks)."""
     rows = scores.shape[0] * scores.shape[1]
     for block in prange(blocks):
         first, last = block * rows // blocks, (block + 1) * rows // blocks
-        top_k_block(scores, k, first, last, out_values, out_indices, offset, forbidden)
+        top_k_block(
+            scores,
+            k,
+            first,
+            last,
+            out_values,
+            out_indices,
+            offset,
+            forbidden,
+            lead,
+            lead_source,
+            lead_values,
+            lead_indices,
+        )
 
 
 @njit(cache=True, nogil=True)
@@ -243,8 +271,25 @@ def top_k_rows_serial(
     out_indices: Any,
     offset: int,
     forbidden: Any,
+    lead: int,
+    lead_source: Any,
+    lead_values: Any,
+    lead_indices: Any,
 ) -> None:
     """:func:`top_k_rows` on the calling thread (no parallel launch: ~100 us less per call,
     for small problems; the same picks)."""
     rows = scores.shape[0] * scores.shape[1]
-    top_k_block(scores, k, 0, rows, out_values, out_indices, offset, forbidden)
+    top_k_block(
+        scores,
+        k,
+        0,
+        rows,
+        out_values,
+        out_indices,
+        offset,
+        forbidden,
+        lead,
+        lead_source,
+        lead_values,
+        lead_indices,
+    )

@@ -77,13 +77,18 @@ def row_top_k_into(
     indices: torch.Tensor,
     offset: int,
     forbidden_below: float,
+    lead: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     """:func:`row_top_k` of ``scores [G, R, L]`` written into the (strided) views
     ``values`` / ``indices`` ``[G, R, k]``, with ``offset`` added to the indices and a pick
     ``<= forbidden_below`` written as index -1, value -inf (the prefill's masked keys):
-    the kernel writes its results in place, with no temporaries or copies."""
+    the kernel writes its results in place, with no temporaries or copies.
+
+    ``lead = (source [G, R, S], lead_values, lead_indices [G, R, P])``: also
+    ``lead_indices[..., c] = c`` and ``lead_values[..., c] = source[..., c]`` (``-inf`` for
+    ``c >= S``), the entries of a sink ``[0, P)`` laid out before the picks."""
     if kernel_applies(scores, k):
-        _run(scores, k, values, indices, offset, forbidden_below)
+        _run(scores, k, values, indices, offset, forbidden_below, lead)
         return
     picked, idx = scores.topk(k, dim=-1, sorted=False)
     bad = picked <= forbidden_below
@@ -91,6 +96,19 @@ def row_top_k_into(
     if offset:
         idx.add_(offset)
     indices.copy_(idx.masked_fill_(bad, -1))
+    if lead is not None:
+        copy_lead(*lead)
+
+
+def copy_lead(source: torch.Tensor, lead_values: torch.Tensor, lead_indices: torch.Tensor) -> None:
+    """The ``lead`` part of :func:`row_top_k_into` with torch ops."""
+    width, available = lead_values.shape[-1], min(lead_values.shape[-1], source.shape[-1])
+    lead_indices.copy_(torch.arange(width, device=lead_indices.device))
+    lead_values[..., :available] = source[..., :available]
+    lead_values[..., available:] = float("-inf")
+
+
+_NO_LEAD = np.zeros((1, 1, 1), np.float32), np.zeros((1, 1, 1), np.int64)
 
 
 def _run(
@@ -100,16 +118,27 @@ def _run(
     indices: torch.Tensor,
     offset: int,
     forbidden_below: float | None,
+    lead: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> None:
     """One kernel call on 3-D views (``forbidden_below`` None: no pick is marked)."""
     if scores.stride(-1) != 1:
         scores = scores.contiguous()
     forbidden = np.float32("nan" if forbidden_below is None else forbidden_below)
+    if lead is None:
+        extra: tuple[Any, ...] = (0, _NO_LEAD[0], _NO_LEAD[0], _NO_LEAD[1])
+    else:
+        source, lead_values, lead_indices = lead
+        extra = (
+            lead_values.shape[-1],
+            source.numpy(),
+            lead_values.numpy(),
+            lead_indices.numpy(),
+        )
+    arguments = (values.numpy(), indices.numpy(), offset, forbidden, *extra)
     rows = scores.shape[0] * scores.shape[1]
     parallel, serial = _kernels()
     if rows * scores.shape[2] < PARALLEL_MIN_ELEMENTS:
-        serial(scores.numpy(), k, 1, values.numpy(), indices.numpy(), offset, forbidden)
+        serial(scores.numpy(), k, 1, *arguments)
         return
     with parallel_section() as threads:
-        blocks = min(rows, 8 * threads)
-        parallel(scores.numpy(), k, blocks, values.numpy(), indices.numpy(), offset, forbidden)
+        parallel(scores.numpy(), k, min(rows, 8 * threads), *arguments)

@@ -21,7 +21,7 @@ import torch
 
 from sah_core import search_space as sp
 from sah_core.attention.common import grouped_scores_into, remember_index_logits
-from sah_core.attention.cpu_top_k import kernel_applies, row_top_k, row_top_k_into
+from sah_core.attention.cpu_top_k import copy_lead, kernel_applies, row_top_k, row_top_k_into
 from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import (
@@ -396,7 +396,9 @@ class TopKMasker(ResearchMasker):
         width = width_prev + take
         indices = torch.empty((b, h, q, width), dtype=torch.int64, device=device)
         logits = torch.empty((b, h, q, width), dtype=torch.float32, device=device)
-        if ranges:
+        # a sink [0, prefix) alone before the top-k: the kernel writes its entries per row
+        lead_in_kernel = bool(prefix) and device.type == "cpu"
+        if ranges and not lead_in_kernel:
             cols = torch.cat([torch.arange(lo, hi, device=device) for lo, hi in ranges])
             indices[..., :width_prev] = cols
         elif prev_idx is not None and width_prev:
@@ -410,6 +412,8 @@ class TopKMasker(ResearchMasker):
             if limit == 0:  # every key is forbidden for these rows
                 out_logits.fill_(float("-inf"))
                 out_idx[..., width_prev:] = -1
+                if lead_in_kernel:
+                    out_idx[..., :width_prev] = torch.arange(width_prev, device=device)
                 continue
             scores = grouped_scores_into(
                 chunk.queries, call.keys[:, :, :limit], call.scaling, buffer
@@ -432,7 +436,7 @@ class TopKMasker(ResearchMasker):
                     picked = scores.gather(-1, pidx.clamp(0, limit - 1))
                     out_logits[..., :width_prev] = picked.masked_fill_(~inside, float("-inf"))
                     exclude_previous(scores, previous.query_slice(chunk.start, chunk.end))
-            else:
+            elif not lead_in_kernel:
                 col = 0
                 for lo, hi in ranges:
                     top = min(hi, limit)
@@ -446,21 +450,31 @@ class TopKMasker(ResearchMasker):
                 else:
                     for lo, hi in ranges:
                         scores[..., lo : min(hi, limit)] = float("-inf")
+            if lead_in_kernel:
+                candidates, offset = scores[..., prefix:], prefix
             count = min(take, candidates.shape[-1])
+            rows = chunk.end - chunk.start
+            flat_logits = logits.view(b * h, q, width)[:, chunk.start : chunk.end]
+            flat_indices = indices.view(b * h, q, width)[:, chunk.start : chunk.end]
+            lead = None
+            if lead_in_kernel:
+                lead = (
+                    scores.reshape(b * h, rows, limit),
+                    flat_logits[..., :width_prev],
+                    flat_indices[..., :width_prev],
+                )
             if count > 0:
-                rows = chunk.end - chunk.start
                 row_top_k_into(
                     candidates.reshape(b * h, rows, candidates.shape[-1]),
                     count,
-                    logits.view(b * h, q, width)[:, chunk.start : chunk.end, width_prev:][
-                        ..., :count
-                    ],
-                    indices.view(b * h, q, width)[:, chunk.start : chunk.end, width_prev:][
-                        ..., :count
-                    ],
+                    flat_logits[..., width_prev:][..., :count],
+                    flat_indices[..., width_prev:][..., :count],
                     offset,
                     forbidden_below,
+                    lead,
                 )
+            elif lead is not None:
+                copy_lead(*lead)
             if count < take:
                 out_idx[..., width_prev + count :] = -1
                 out_logits[..., width_prev + count :] = float("-inf")
