@@ -159,6 +159,64 @@ def attend_row(
         out[b, h, i, d] = acc[d] / total
 
 
+@njit(fastmath=_FAST, cache=True, inline="always")
+def attend_block(
+    first: int,
+    last: int,
+    queries: Any,
+    keys: Any,
+    values: Any,
+    kv_heads: int,
+    key_pitch: int,
+    value_pitch: int,
+    indices: Any,
+    weights: Any,
+    bias: Any,
+    scores: Any,
+    slot_logits: Any,
+    sink: Any,
+    scaling: Any,
+    flags: Any,
+    out: Any,
+    dense_prefix: int,
+    prefix_probs: Any,
+) -> None:
+    """:func:`attend_row` for the flat query rows ``first .. last - 1`` (row ``r`` is
+    ``(b, h, i)`` in row-major order), with its own scratch."""
+    heads, rows = queries.shape[1], queries.shape[2]
+    logits = np.empty(indices.shape[3], np.float32)
+    acc = np.empty(values.shape[1], np.float32)
+    picked = np.empty(indices.shape[3], np.int64)
+    for r in range(first, last):
+        b, rest = r // (heads * rows), r % (heads * rows)
+        h, i = rest // rows, rest % rows
+        attend_row(
+            b,
+            h,
+            i,
+            queries,
+            keys,
+            values,
+            kv_heads,
+            key_pitch,
+            value_pitch,
+            indices,
+            weights,
+            bias,
+            scores,
+            slot_logits,
+            sink,
+            scaling,
+            flags,
+            out,
+            dense_prefix,
+            prefix_probs,
+            logits,
+            acc,
+            picked,
+        )
+
+
 @njit(fastmath=_FAST, cache=True, nogil=True)
 def fused_gather_attention(
     queries: Any,
@@ -191,37 +249,27 @@ def fused_gather_attention(
     ``sink`` are given; the others are placeholders. A row that attends nothing gets 0; a NaN
     logit makes its row NaN."""
     batch, heads, rows = queries.shape[:3]
-    logits = np.empty(indices.shape[3], np.float32)
-    acc = np.empty(values.shape[1], np.float32)
-    picked = np.empty(indices.shape[3], np.int64)
-    for b in range(batch):
-        for h in range(heads):
-            for i in range(rows):
-                attend_row(
-                    b,
-                    h,
-                    i,
-                    queries,
-                    keys,
-                    values,
-                    kv_heads,
-                    key_pitch,
-                    value_pitch,
-                    indices,
-                    weights,
-                    bias,
-                    scores,
-                    slot_logits,
-                    sink,
-                    scaling,
-                    flags,
-                    out,
-                    dense_prefix,
-                    prefix_probs,
-                    logits,
-                    acc,
-                    picked,
-                )
+    attend_block(
+        0,
+        batch * heads * rows,
+        queries,
+        keys,
+        values,
+        kv_heads,
+        key_pitch,
+        value_pitch,
+        indices,
+        weights,
+        bias,
+        scores,
+        slot_logits,
+        sink,
+        scaling,
+        flags,
+        out,
+        dense_prefix,
+        prefix_probs,
+    )
 
 
 @njit(fastmath=_FAST, cache=True, nogil=True, parallel=True)
@@ -250,34 +298,24 @@ def fused_gather_attention_parallel(
     batch, heads, rows = queries.shape[:3]
     total = batch * heads * rows
     for block in prange(blocks):
-        logits = np.empty(indices.shape[3], np.float32)
-        acc = np.empty(values.shape[1], np.float32)
-        picked = np.empty(indices.shape[3], np.int64)
-        for r in range(block * total // blocks, (block + 1) * total // blocks):
-            b, rest = r // (heads * rows), r % (heads * rows)
-            h, i = rest // rows, rest % rows
-            attend_row(
-                b,
-                h,
-                i,
-                queries,
-                keys,
-                values,
-                kv_heads,
-                key_pitch,
-                value_pitch,
-                indices,
-                weights,
-                bias,
-                scores,
-                slot_logits,
-                sink,
-                scaling,
-                flags,
-                out,
-                dense_prefix,
-                prefix_probs,
-                logits,
-                acc,
-                picked,
-            )
+        attend_block(
+            block * total // blocks,
+            (block + 1) * total // blocks,
+            queries,
+            keys,
+            values,
+            kv_heads,
+            key_pitch,
+            value_pitch,
+            indices,
+            weights,
+            bias,
+            scores,
+            slot_logits,
+            sink,
+            scaling,
+            flags,
+            out,
+            dense_prefix,
+            prefix_probs,
+        )
