@@ -240,3 +240,42 @@ def test_page_bounds_merge_matches_a_loop_over_the_keys(shared_pages: bool) -> N
     merge_page_bounds(low_k, high_k, half.float(), pages)
     assert torch.equal(low_t.nan_to_num(7.0), low_k.nan_to_num(7.0))
     assert torch.equal(high_t.nan_to_num(7.0), high_k.nan_to_num(7.0))
+
+
+@pytest.mark.parametrize("shared_slots", [True, False])
+def test_page_selection_kernels_match_a_loop_over_the_keys(shared_slots: bool) -> None:
+    """The CPU kernels of the page selection against loops: a page is a candidate when it
+    holds an eligible key; the kept keys are the eligible keys of the chosen pages
+    (``ok``), ascending, -1 padded to the widest row; an expanded ``eligible`` is read as is."""
+    from sah_core.maskers._page_select_numba import candidate_pages, chosen_page_keys
+
+    gen = torch.Generator().manual_seed(11)
+    b, h, q, k, count, take = 2, 3, 4, 29, 6, 3
+    slots = torch.randint(0, count + 1, (1 if shared_slots else b, k), generator=gen)
+    for eligible in (
+        torch.rand(b, h, q, k, generator=gen) < 0.6,
+        (torch.rand(k, generator=gen) < 0.5).expand(b, h, q, k),
+    ):
+        candidate = torch.zeros(b, h, q, count + 1, dtype=torch.bool)
+        candidate_pages(eligible.numpy(), slots.numpy(), candidate.numpy())
+        order = torch.stack([torch.randperm(count, generator=gen)[:take] for _ in range(b * h * q)])
+        order = order.view(b, h, q, take)
+        ok = torch.rand(b, h, q, take, generator=gen) < 0.7
+        packed = chosen_page_keys(
+            eligible.numpy(), slots.numpy(), order.numpy(), ok.numpy(), count + 1
+        )
+        rows = []
+        for bi in range(b):
+            page_of = slots[0 if shared_slots else bi].tolist()
+            for hi in range(h):
+                for qi in range(q):
+                    row = eligible[bi, hi, qi].tolist()
+                    pages = {page_of[j] for j in range(k) if row[j]}
+                    for p in range(count + 1):
+                        assert bool(candidate[bi, hi, qi, p]) == (p in pages)
+                    picks = zip(order[bi, hi, qi].tolist(), ok[bi, hi, qi].tolist(), strict=True)
+                    chosen = {p for p, fine in picks if fine}
+                    rows.append([j for j in range(k) if row[j] and page_of[j] in chosen])
+        width = max(len(r) for r in rows)
+        expected = torch.tensor([r + [-1] * (width - len(r)) for r in rows]).view(b, h, q, width)
+        assert torch.equal(torch.from_numpy(packed), expected)

@@ -30,6 +30,7 @@ with the new keys in decode (min/max merge exactly); quantisation is applied on 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -373,10 +374,14 @@ class QuestTopKMasker(TopKMasker):
             )
         if chunk.attention_mask is not None:
             eligible = eligible & ~masked_keys(chunk.attention_mask[..., :limit])
-        key_page = to_slot(pages[:, :limit], count).view(pages.shape[0], 1, 1, limit)
-        key_page = key_page.expand(b, h, rows, limit)
+        slots = to_slot(pages[:, :limit], count)
+        kernels = _page_kernels() if eligible.device.type == "cpu" else None
         candidate = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
-        candidate.scatter_reduce_(-1, key_page, eligible, reduce="amax", include_self=True)
+        if kernels is not None:  # one pass over the keys, no [B, H, Q, L] index tensor
+            kernels[0](eligible.numpy(), slots.numpy(), candidate.numpy())
+        else:
+            key_page = slots.view(pages.shape[0], 1, 1, limit).expand(b, h, rows, limit)
+            candidate.scatter_reduce_(-1, key_page, eligible, reduce="amax", include_self=True)
         scores = self.page_scores(chunk, bounds)
         scores = scores.masked_fill(~candidate[..., :count], float("-inf"))
         if isinstance(wanted, int):
@@ -388,10 +393,23 @@ class QuestTopKMasker(TopKMasker):
             best, order = scores.topk(take, dim=-1, sorted=True)
             rank = torch.arange(take, device=call.device)
             chosen_ok = torch.isfinite(best) & (rank < wanted.view(b, 1, 1, 1))
+        if kernels is not None:
+            packed = kernels[1](
+                eligible.numpy(), slots.numpy(), order.numpy(), chosen_ok.numpy(), count + 1
+            )
+            return torch.from_numpy(packed)
         chosen = torch.zeros((b, h, rows, count + 1), dtype=torch.bool, device=call.device)
         chosen.scatter_(-1, order, chosen_ok)
         keep = chosen.gather(-1, key_page) & eligible
         return pack_keys(keep)
+
+
+@functools.lru_cache(maxsize=1)
+def _page_kernels() -> tuple[Any, Any]:
+    """The CPU kernels of :meth:`QuestTopKMasker._select_pages` (numba is slow to import)."""
+    from sah_core.maskers._page_select_numba import candidate_pages, chosen_page_keys
+
+    return candidate_pages, chosen_page_keys
 
 
 def pack_keys(keep: torch.Tensor) -> torch.Tensor:
