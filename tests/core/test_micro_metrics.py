@@ -11,6 +11,7 @@ import torch
 
 from sah_core import (
     LocalMaskerConfig,
+    Mask,
     MicroMetricLogger,
     OracleTopKConfig,
     ResearchAttention,
@@ -149,3 +150,47 @@ def test_stack_that_selects_nothing_attends_nothing(helpers, tmp_path) -> None:
     assert rec["mask"] == "empty" and rec["density"] == 0.0
     assert rec["attention_mass_recall"] == 0.0 and rec["backend"] == "reference/empty"
     assert math.isclose(rec["output_error"], 1.0, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("with_weights", [False, True])
+@pytest.mark.parametrize("mask_kind", ["none", "float", "bool"])
+def test_index_mask_densities_count_pairs_by_hand(with_weights: bool, mask_kind: str) -> None:
+    """``density`` / ``density_qk`` of an index mask (the CPU kernels for a float or no
+    attention mask, torch for a bool one) against a loop over the entries: -1 padding and
+    weight-0 entries are not attended, pairs the attention mask forbids are not counted."""
+    from sah_core.metrics.micro_metric_logger import densities
+
+    gen = torch.Generator().manual_seed(3)
+    b, h, q, k, width = 2, 3, 4, 11, 5
+    indices = torch.stack(
+        [torch.randperm(k, generator=gen)[:width] for _ in range(b * h * q)]
+    ).view(b, h, q, width)
+    indices[torch.rand(b, h, q, width, generator=gen) < 0.2] = -1
+    weights = None
+    if with_weights:
+        weights = torch.rand(b, h, q, width, generator=gen)
+        weights[weights < 0.3] = 0.0
+    mask = Mask.from_index(indices, weights, (b, h, q, k))
+    allowed = torch.rand(b, 1, q, k + 2, generator=gen) < 0.7  # longer than K, as a cache's
+    attention_mask = {
+        "none": None,
+        "float": torch.where(allowed, 0.0, torch.finfo(torch.float32).min),
+        "bool": allowed,
+    }[mask_kind]
+    attended = hits = 0
+    for bi in range(b):
+        for hi in range(h):
+            for qi in range(q):
+                for slot in range(width):
+                    j = int(indices[bi, hi, qi, slot])
+                    if j < 0 or (weights is not None and not weights[bi, hi, qi, slot] > 0):
+                        continue
+                    attended += 1
+                    hits += bool(allowed[bi, 0, qi, j])
+    density, density_qk = densities(mask, attention_mask)
+    assert density_qk == pytest.approx(attended / (b * h * q * k))
+    if attention_mask is None:
+        assert density == density_qk
+    else:
+        total = int(allowed[..., :k].sum()) * h
+        assert density == pytest.approx(hits / total)

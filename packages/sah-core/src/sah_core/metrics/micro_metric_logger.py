@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+import numpy as np
 import torch
 
 from sah_core.attention.common import grouped_scores, masked_keys, plan_chunk_rows
@@ -192,8 +193,9 @@ class MicroMetricLogger:
             "time": time.time(),
         }
         if "density" in self.metrics:
-            record["density"] = allowed_pair_density(mask, attention_mask, query_chunk_size)
-            record["density_qk"] = mask.get_density()
+            record["density"], record["density_qk"] = densities(
+                mask, attention_mask, query_chunk_size
+            )
         if "output_error" in self.metrics:
             record["output_error"] = relative_output_error(
                 output, queries, keys, values, scaling, attention_mask, s_aux, query_chunk_size
@@ -204,6 +206,58 @@ class MicroMetricLogger:
             )
         self.log(record)
         return record
+
+
+def densities(
+    mask: Mask, attention_mask: torch.Tensor | None, query_chunk_size: int | None = None
+) -> tuple[float, float]:
+    """``(allowed_pair_density, mask.get_density())``; for an index mask on the CPU with an
+    fp32 (or no) attention mask both come from one pass over the entries (a decode step's
+    handful of torch reductions cost more than the step's attention)."""
+    counts = _index_counts(mask, attention_mask)
+    if counts is None:
+        return allowed_pair_density(mask, attention_mask, query_chunk_size), mask.get_density()
+    attended, hits, total = counts
+    qk = attended / mask.numel()
+    if attention_mask is None:
+        return qk, qk
+    return (hits / total if total else 0.0), qk
+
+
+def _index_counts(mask: Mask, attention_mask: torch.Tensor | None) -> tuple[int, int, int] | None:
+    """``(attended entries, attended entries the attention mask allows, allowed pairs)`` of
+    an index mask, by the numba kernels; None when they do not apply (other kinds or
+    devices, a bool or low-precision attention mask)."""
+    if mask.representation != "index" or mask.numel() == 0 or mask.device.type != "cpu":
+        return None
+    if attention_mask is not None and (
+        attention_mask.dtype != torch.float32 or attention_mask.device.type != "cpu"
+    ):
+        return None
+    from sah_core.metrics._density_numba import allowed_pairs, index_hits
+
+    indices, weights = mask.index_view()
+    b, hq, q, k = mask.shape
+    threshold = np.float32(torch.finfo(torch.float32).min / 2)
+    total = 0
+    bias = _NO_MASK
+    if attention_mask is not None:
+        cut = attention_mask[..., :k].detach()
+        total = allowed_pairs(cut.numpy(), threshold) * (b // cut.shape[0]) * (hq // cut.shape[1])
+        bias = cut.expand(b, hq, q, k).numpy()
+    attended, hits = index_hits(
+        indices.numpy(),
+        _NO_WEIGHTS if weights is None else weights.detach().float().numpy(),
+        weights is not None,
+        bias,
+        attention_mask is not None,
+        threshold,
+    )
+    return int(attended), int(hits), int(total)
+
+
+_NO_MASK = np.zeros((1, 1, 1, 1), np.float32)
+_NO_WEIGHTS = np.zeros((1, 1, 1, 1), np.float32)
 
 
 def allowed_pair_density(
