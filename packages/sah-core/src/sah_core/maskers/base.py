@@ -507,6 +507,43 @@ def remember_spans(call: CallPlan, mask: Mask, spans: list[tuple[int, int]]) -> 
     call._shared.setdefault("spans", {})[id(mask)] = (mask, spans)
 
 
+def _known_row_spans(call: CallPlan, mask: Mask) -> list[list[tuple[int, int]]] | None:
+    """Per batch row, the ranges of the row's own (unpadded) key positions whose keys are
+    all ``mask`` holds, when fixed maskers of this call built it from such ranges."""
+    entry = call._shared.get("row_spans", {}).get(id(mask))
+    if entry is None or entry[0] is not mask:
+        return None
+    spans: list[list[tuple[int, int]]] = entry[1]
+    return spans
+
+
+def _remember_row_spans(call: CallPlan, mask: Mask, spans: list[list[tuple[int, int]]]) -> None:
+    call._shared.setdefault("row_spans", {})[id(mask)] = (mask, spans)
+
+
+def _merge_row_spans(
+    call: CallPlan, previous: Mask, mine: Mask, spans: list[tuple[int, int]]
+) -> Mask:
+    """``previous.merge(mine)`` for a padded batch, where ``mine`` holds the keys of one
+    logical range per batch row (``spans``): when ``previous`` is such ranges too and no row's
+    ranges overlap, the union needs no duplicate check (distinct positions are distinct
+    keys), so it is the same mask without the check's reductions."""
+    if previous.representation == "empty":
+        merged = previous.merge(mine)
+        _remember_row_spans(call, merged, [[span] for span in spans])
+        return merged
+    known = _known_row_spans(call, previous)
+    if known is None or not all(
+        all(hi <= a or z <= lo for a, z in row) for row, (lo, hi) in zip(known, spans, strict=True)
+    ):
+        return previous.merge(mine)
+    merged = previous.merge_disjoint(mine)
+    _remember_row_spans(
+        call, merged, [[*row, span] for row, span in zip(known, spans, strict=True)]
+    )
+    return merged
+
+
 _SPAN_INDICES: dict[tuple[int, int, int, int, int, str], torch.Tensor] = {}
 
 
@@ -547,10 +584,10 @@ class FixedMasker(ResearchMasker):
         if previous.representation == "full":
             return previous
         if call.key_valid is not None:
-            per_row = self._per_row_span_mask(call, previous.dtype)
-            if per_row is None:
-                per_row = self._per_row_mask(call, previous.dtype)
-            return previous.merge(per_row)
+            spanned = self._per_row_span_mask(call, previous.dtype)
+            if spanned is not None:
+                return _merge_row_spans(call, previous, *spanned)
+            return previous.merge(self._per_row_mask(call, previous.dtype))
         span = self.fixed_span(shape[3], call)
         if span is not None:
             return self._add_span(call, previous, span)
@@ -584,10 +621,13 @@ class FixedMasker(ResearchMasker):
         remember_spans(call, merged, [*known, (lo, hi)])
         return merged
 
-    def _per_row_span_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask | None:
+    def _per_row_span_mask(
+        self, call: CallPlan, dtype: torch.dtype
+    ) -> tuple[Mask, list[tuple[int, int]]] | None:
         """:meth:`_per_row_mask` for a pattern that is one key range per row
         (:meth:`fixed_span` of the row's own key count): a few batched ops, no loop over the
-        rows. None when some row's pattern is not one range."""
+        rows; with each row's range (its own positions). None when some row's pattern is not
+        one range."""
         counts, index, row_positions = (
             call.key_counts,
             call.valid_key_index,
@@ -609,9 +649,10 @@ class FixedMasker(ResearchMasker):
         rows = physical.unsqueeze(1).expand(b, q, width)
         rows = rows.masked_fill((row_positions < 0).unsqueeze(-1), -1)
         indices = rows.unsqueeze(1).expand(b, h, q, width)
-        return Mask.from_index(
+        mask = Mask.from_index(
             indices, None, call.shape, assume_unique=True, validate=False, dtype=dtype
         )
+        return mask, spans
 
     def _per_row_mask(self, call: CallPlan, dtype: torch.dtype) -> Mask:
         """With padding, the pattern is laid over each row's own (unpadded) sequence: sizes
