@@ -126,3 +126,19 @@ def test_the_torch_formulation_of_other_devices_draws_a_valid_sample() -> None:
         keys = [j for j in row if j >= 0]
         assert len(keys) == want == len(set(keys)) and row[want:] == [-1] * (25 - want)
         assert all(5 <= j < 30 for j in keys)
+
+
+def test_population_size_counts_each_row() -> None:
+    """The per-row population counts (the CPU kernel) against a count over each row's
+    entries, for a contiguous and an expanded population."""
+    from sah_core.maskers.uniform_draws import population_size
+
+    gen = torch.Generator().manual_seed(1)
+    for population in (
+        torch.rand(2, 3, 4, 37, generator=gen) < 0.4,
+        (torch.rand(2, 1, 1, 37, generator=gen) < 0.6).expand(2, 3, 4, 37),
+    ):
+        sizes = population_size(population)
+        assert sizes.shape == (2, 3, 4, 1) and sizes.dtype == torch.float32
+        for index in itertools.product(range(2), range(3), range(4)):
+            assert float(sizes[index]) == sum(bool(x) for x in population[index].tolist())

@@ -105,3 +105,14 @@ def draw_population_rows(seed: Any, population: Any, counts: Any, out: Any) -> A
         out[r, filled:] = -1
         widest = max(widest, filled)
     return widest
+
+
+@njit(cache=True, nogil=True)
+def population_sizes(population: Any, out: Any) -> None:
+    """``out[r]`` = the number of True entries of row ``r`` of ``population [R, K]``."""
+    for r in range(population.shape[0]):
+        row = population[r]
+        n = 0
+        for j in range(row.shape[0]):
+            n += np.int64(row[j])
+        out[r] = n

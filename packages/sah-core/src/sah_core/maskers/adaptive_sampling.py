@@ -46,7 +46,11 @@ from sah_core.call_plan import CallPlan, QueryChunk
 from sah_core.mask import Mask
 from sah_core.maskers.base import check_float, check_size, resolve_size
 from sah_core.maskers.sampling_base import SamplingMasker, SamplingMaskerConfig
-from sah_core.maskers.uniform_draws import draw_from_range, draw_without_replacement
+from sah_core.maskers.uniform_draws import (
+    draw_from_range,
+    draw_without_replacement,
+    population_size,
+)
 
 #: Fewest keys of the estimation sample (a standard deviation needs two).
 MIN_BASE_SAMPLES = 2
@@ -150,7 +154,7 @@ class AdaptiveSamplingMasker(SamplingMasker):
     ) -> torch.Tensor:
         """Final keep-probability ``p = n / N`` per row. Random: it draws the estimation
         sample (``sample_chunk`` calls it and then draws the kept keys afresh)."""
-        size = population.sum(-1, keepdim=True).float()
+        size = population_size(population)
         base = uniform_without_replacement(population, self.base_counts(size))
 
         logits = grouped_scores(chunk.queries, call.keys, call.scaling).float()
@@ -192,7 +196,7 @@ class AdaptiveSamplingMasker(SamplingMasker):
         inside = self.row_range(call)
         if inside is not None:
             population = population & inside
-        size = population.sum(-1, keepdim=True).float()
+        size = population_size(population)
         base = draw_without_replacement(population, self.base_counts(size))
         if previous.representation == "index":
             prev_idx, prev_w = previous.index_view()
@@ -331,7 +335,7 @@ class AdaptiveSamplingMasker(SamplingMasker):
         if inside is not None:
             population = population & inside
         p = self.keep_probabilities(call, chunk, population, previous)
-        size = population.sum(-1, keepdim=True).float()
+        size = population_size(population)
         # n = p * N is an integer up to float rounding; the fresh draw is independent of the
         # estimation sample, so each key is kept with probability exactly p = n / N
         counts = torch.round(p * size)

@@ -42,6 +42,18 @@ def _counts(counts: torch.Tensor | int, lead: tuple[int, ...], size_cap: int) ->
     return c.clamp(0, size_cap)
 
 
+def population_size(population: torch.Tensor) -> torch.Tensor:
+    """The True entries of each row of bool ``population [..., K]``, float32 ``[..., 1]``
+    (on the CPU one pass of a kernel: torch's bool ``sum`` over a question prefill's
+    ``[B, H, Q, K]`` population costs several milliseconds)."""
+    if population.device.type != "cpu" or population.dtype != torch.bool or population.dim() == 0:
+        return population.sum(-1, keepdim=True).float()
+    lead, key_len = tuple(population.shape[:-1]), population.shape[-1]
+    sizes = torch.empty(int(np.prod(lead)) if lead else 1, dtype=torch.int64)
+    _kernels().population_sizes(population.reshape(-1, key_len).numpy(), sizes.numpy())
+    return sizes.view(*lead, 1).float()
+
+
 def draw_without_replacement(population: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
     """Per row of bool ``population [..., K]``, ``counts [..., 1]`` of its True keys drawn
     uniformly without replacement (a count above the row's population is cut to it)."""
