@@ -245,7 +245,7 @@ def index_attention_reference_named(
 
     def run(start: int, end: int) -> torch.Tensor:
         whole = start == 0 and end == q
-        cached = shared_scores(start, end) if use_gather and shared_scores is not None else None
+        cached = shared_scores(start, end) if shared_scores is not None else None
         return step(
             queries if whole else queries[:, :, start:end],
             keys,
@@ -498,15 +498,22 @@ def _dense_chunk(
             (*queries.shape[:3], values.shape[-1]), dtype=queries.dtype, device=queries.device
         )
     safe = indices.clamp(min=0)
-    scores = grouped_scores(queries, keys[:, :, :limit], scaling)
+    if cached is not None and cached.shape[-1] >= limit:
+        # the q . k a masker computed for these rows (call.chunk_scores, read-only): the
+        # probabilities get a buffer of their own
+        scores = cached[..., :limit]
+        dense_probs = torch.empty(scores.shape, dtype=values.dtype, device=scores.device)
+    else:
+        scores = grouped_scores(queries, keys[:, :, :limit], scaling)
+        # reuse the score buffer for the scattered probabilities (no new [.., Qc, K']
+        # allocation)
+        dense_probs = scores if scores.dtype == values.dtype else scores.to(values.dtype)
     logits = _add_importance_bias(scores.gather(-1, safe).float(), indices, weights)
     if attention_mask is not None:
         full_shape = (*indices.shape[:3], attention_mask.shape[-1])
         logits.add_(attention_mask.expand(full_shape).gather(-1, safe).float())
     probs = apply_dropout(softmax_with_sink(logits, s_aux), dropout)
-    # reuse the score buffer for the scattered probabilities (no new [.., Qc, K'] allocation);
     # padding has probability 0, so adding it to column 0 changes nothing
-    dense_probs = scores if scores.dtype == values.dtype else scores.to(values.dtype)
     dense_probs.zero_().scatter_add_(-1, safe, probs.to(values.dtype))
     return grouped_probs_values(dense_probs, values).to(queries.dtype)
 
