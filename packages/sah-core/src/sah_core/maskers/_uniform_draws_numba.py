@@ -112,7 +112,7 @@ def population_sizes(population: Any, out: Any) -> None:
     """``out[r]`` = the number of True entries of row ``r`` of ``population [R, K]``."""
     for r in range(population.shape[0]):
         row = population[r]
-        n = 0
+        n: Any = 0
         for j in range(row.shape[0]):
             n += np.int64(row[j])
         out[r] = n
