@@ -231,3 +231,44 @@ def test_a_non_finite_prefix_value_keeps_the_gather() -> None:
     values[0, 1, 2, 0] = float("inf")
     assert index_form._usable_prefix(values, 3) == 0
     assert index_form._usable_prefix(values, 2) == 2
+
+
+def test_a_question_prefill_without_masker_scores_takes_the_kernel(helpers) -> None:
+    """At a density where the torch strategy is the dense chunk (two grouped matmuls over
+    every key) but below FUSED_KEYS_MAX_DENSITY, a call whose masker computed no scores takes
+    the kernel (it reads only the selected keys); with a masker's scores, or denser, the
+    dense chunk. All equal the row loop."""
+    queries, keys, values, indices, weights, gen = inputs(q=8, k=64, width=12)
+    mask = torch.randn(2, 1, 8, 64, generator=gen)
+    k = keys.shape[2]
+    expected = helpers.naive_attention(
+        queries, keys, values, dense_weights(indices, weights, k), 0.3, mask, None
+    )
+    fused, name = index_form.index_attention_reference_named(
+        queries, keys, values, indices, weights, scaling=0.3, attention_mask=mask
+    )
+    assert name == "reference/gather-fused"
+    group = torch.arange(6) // 3
+    scores = torch.einsum("bhqd,bhkd->bhqk", queries, keys[:, group]) * 0.3
+    dense, name = index_form.index_attention_reference_named(
+        queries,
+        keys,
+        values,
+        indices,
+        weights,
+        scaling=0.3,
+        attention_mask=mask,
+        shared_scores=lambda start, end: scores[:, :, start:end],
+    )
+    assert name == "reference/dense-chunk"
+    for got in (fused, dense):
+        assert torch.allclose(got.double(), expected.double(), atol=1e-5)
+    *_, wide, wide_w, _ = inputs(q=8, k=64, width=24)  # 24 of 64 keys: above the limit
+    got, name = index_form.index_attention_reference_named(
+        queries, keys, values, wide, wide_w, scaling=0.3, attention_mask=mask
+    )
+    assert name == "reference/dense-chunk"
+    expected = helpers.naive_attention(
+        queries, keys, values, dense_weights(wide, wide_w, k), 0.3, mask, None
+    )
+    assert torch.allclose(got.double(), expected.double(), atol=1e-5)

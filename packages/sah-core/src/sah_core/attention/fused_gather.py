@@ -37,6 +37,10 @@ FUSED_MAX_ROW_WORK = 1 << 20
 #: dense ``p @ V`` over the scattered probabilities (one BLAS matmul) is cheaper than
 #: gathering the value rows one by one.
 FUSED_LOGITS_MAX_DENSITY = 1 / 8
+#: Without the entries' logits or a masker's scores, the largest ``index width / key length``
+#: at which ``index_form`` prefers the kernel to a dense chunk (``q . k`` and ``p @ V`` over
+#: every key): 2x faster at 12 %, about even at 25 % (benchmarks/index_attention_paths.py).
+FUSED_KEYS_MAX_DENSITY = 1 / 5
 
 _PLACEHOLDER_F = np.zeros((1, 1, 1, 1), np.float32)
 _PLACEHOLDER_SINK = np.zeros(1, np.float32)

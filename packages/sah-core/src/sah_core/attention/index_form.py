@@ -31,7 +31,11 @@ from typing import Any, Literal
 import torch
 
 from sah_core.attention.common import grouped_scores, plan_chunk_rows
-from sah_core.attention.fused_gather import fused_gather_applies, fused_gather_attention
+from sah_core.attention.fused_gather import (
+    FUSED_KEYS_MAX_DENSITY,
+    fused_gather_applies,
+    fused_gather_attention,
+)
 from sah_core.attention.softmax import apply_dropout, softmax_with_sink
 
 #: Index lists at least this long are sorted before the gather path copies their rows.
@@ -209,7 +213,13 @@ def index_attention_reference_named(
     if q == 0:
         return new_out(), name
     with_logits = logits is not None
-    fused = use_gather or with_logits
+    # Without logits a masker already computed, a dense chunk computes q . k for every key
+    # and p @ V over all of them; up to FUSED_KEYS_MAX_DENSITY the fused kernel, reading only
+    # the selected keys and values, is faster (benchmarks/index_attention_paths.py). With
+    # those logits the dense chunk costs one matmul less: a tie, so it stays.
+    computed = shared_scores is not None and shared_scores(0, q) is not None
+    sparse_enough = width <= FUSED_KEYS_MAX_DENSITY * k and not computed
+    fused = use_gather or with_logits or sparse_enough
     if fused and fused_gather_applies(queries, keys, values, indices, dropout, with_logits):
         cached = None
         if logits is None and shared_scores is not None:
