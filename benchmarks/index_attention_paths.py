@@ -22,13 +22,12 @@ import torch
 from sah_core.attention import index_form
 from sah_core.attention.fused_gather import fused_gather_applies
 
-# (batch, query rows, keys): the demo's 6-question block, a longer question, a long context
+# (batch, query rows, keys): the demo's 6-question block, a longer question (its widths
+# already take the gather: no row), a long context
 SHAPES = ((6, 29, 2068), (1, 64, 4096), (4, 16, 8192))
 WIDTHS = (256, 384, 512, 768, 1024)
-HEADS, KV_HEADS, DIM = 9, 3, 64
-
-
 LAYOUTS = ("random keys", "pages of 16")
+HEADS, KV_HEADS, DIM = 9, 3, 64
 
 
 def selected_keys(

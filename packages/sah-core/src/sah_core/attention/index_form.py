@@ -213,19 +213,16 @@ def index_attention_reference_named(
     if q == 0:
         return new_out(), name
     with_logits = logits is not None
-    # Without logits a masker already computed, a dense chunk computes q . k for every key
+    cached = None if with_logits or shared_scores is None else shared_scores(0, q)
+    # Without scores a masker already computed, a dense chunk computes q . k for every key
     # and p @ V over all of them; up to FUSED_KEYS_MAX_DENSITY the fused kernel, reading only
     # the selected keys and values, is faster (benchmarks/index_attention_paths.py). With
-    # those logits the dense chunk costs one matmul less: a tie, so it stays.
-    computed = shared_scores is not None and shared_scores(0, q) is not None
-    sparse_enough = width <= FUSED_KEYS_MAX_DENSITY * k and not computed
+    # such scores the dense chunk costs one matmul less: a tie, so it stays.
+    sparse_enough = cached is None and width <= FUSED_KEYS_MAX_DENSITY * k
     fused = use_gather or with_logits or sparse_enough
     if fused and fused_gather_applies(queries, keys, values, indices, dropout, with_logits):
-        cached = None
-        if logits is None and shared_scores is not None:
-            cached = shared_scores(0, q)
-            if cached is not None and not _scores_cover(cached, indices, k):
-                cached = None
+        if cached is not None and not _scores_cover(cached, indices, k):
+            cached = None
         out = fused_gather_attention(
             queries,
             keys,
