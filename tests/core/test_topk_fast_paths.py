@@ -136,3 +136,53 @@ def test_prefill_path_keeps_exact_logits(
     )
     assert float((out.double() - ref).abs().max()) <= 1e-5
     assert float((out - general_out).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("chunk", [19, 4])  # one query chunk (the stack's last masker), several
+def test_padded_prefill_keeps_exact_logits_with_row_budgets(chunk: int) -> None:
+    """Left padding and a fractional budget: each batch row keeps ``int(0.3 * n)`` keys of
+    its own ``n`` valid keys (a per-row budget), a valid top-k of the true logits, with the
+    logits kept for the attention; the same mask and output as the general path."""
+    queries, keys, values = refs.make_qkv(5, 2, 4, 2, 19, 30, 8)
+    mask = refs.causal_mask(2, 19, 30)
+    pad = 6
+    mask[1, :, :, :pad] = torch.finfo(torch.float32).min
+    fixed: list[MaskerConfig] = [SinkMaskerConfig(2), LocalMaskerConfig(3)]
+    configs = [*fixed, OracleTopKConfig(0.3)]
+    fast, kept, out = _attention(configs, chunk, True, queries, keys, values, mask)
+    general, none_kept, general_out = _attention(configs, chunk, False, queries, keys, values, mask)
+    assert kept is not None and none_kept is None
+    assert torch.equal(fast.get_dense_mask(), general.get_dense_mask())
+    true = torch.einsum("bhqd,bhkd->bhqk", queries, keys.repeat_interleave(2, dim=1)) * 0.3
+    true = true + mask
+    previous = _attention(fixed, chunk, True, queries, keys, values, mask)[0].get_dense_mask() > 0
+    allowed = refs.allowed_keys(mask, true.shape) & ~previous
+    chosen = (fast.get_dense_mask() > 0) & ~previous
+    for row, valid_keys in enumerate((30, 30 - pad)):
+        budget = int(0.3 * valid_keys)
+        refs.check_valid_topk(
+            chosen[row : row + 1], true[row : row + 1], allowed[row : row + 1], budget
+        )
+    ref = refs.dense_reference(
+        queries * (0.3 * math.sqrt(8)), keys, values, mask, fast.get_dense_mask()
+    )
+    assert float((out.double() - ref).abs().max()) <= 1e-5
+    assert float((out - general_out).abs().max()) <= 1e-5
+
+
+def test_one_chunk_keeps_the_shared_scores_for_a_later_masker() -> None:
+    """With one query chunk the top-k keeps its picks' logits for the attention only as the
+    stack's last masker; with another masker after it, it leaves the call's shared scores
+    (which that one may read) and keeps no logits."""
+    queries, keys, values = refs.make_qkv(7, 1, 4, 2, 6, 30, 8)
+    mask = refs.causal_mask(1, 6, 30)
+    for configs, last in (
+        ([SinkMaskerConfig(2), OracleTopKConfig(5)], True),
+        ([SinkMaskerConfig(2), OracleTopKConfig(5), LocalMaskerConfig(3)], False),
+    ):
+        attention = ResearchAttention.create_from_config(ResearchAttentionConfig(configs))
+        call = attention.plan(queries, keys, values, mask, 0.3, 0.0, {}, 0)
+        attention.mask_for(call)
+        assert (call.cached_scores(0, 6) is None) == last
+        logits = call._shared.get("index_logits")
+        assert (logits is not None) == last

@@ -97,7 +97,8 @@ class CallPlan:
       ``row_query_positions`` [B, Q] -- all None when no key is padding (the fast path);
     * ``sparse_meta_data`` -- the request's state dict; ``state`` -- this masker's own slot in
       it (``sparse_meta_data[layer_idx][f"{position}:{type_tag}"]``), ``masker_position`` --
-      its index in the stack;
+      its index in the stack; ``last_in_stack`` -- True when no masker of the stack runs
+      after it (its mask goes straight to the attention; False when unknown);
     * ``extras`` -- every other keyword transformers passed (read-only).
     """
 
@@ -115,6 +116,7 @@ class CallPlan:
     requested_chunk_rows: int | None = None
     extras: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     masker_position: int = 0
+    last_in_stack: bool = False
     state: dict[str, Any] = dataclasses.field(default_factory=dict)
     _shared: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
     _padding: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
@@ -196,8 +198,9 @@ class CallPlan:
             extras={} if extras is None else extras,
         )
 
-    def for_masker(self, position: int, type_tag: str) -> CallPlan:
-        """This plan with masker ``position``'s state slot (created on first use)."""
+    def for_masker(self, position: int, type_tag: str, last: bool = False) -> CallPlan:
+        """This plan with masker ``position``'s state slot (created on first use);
+        ``last``: no masker of the stack runs after it."""
         per_layer = self.sparse_meta_data.setdefault(self.layer_idx, {})
         slot = per_layer.setdefault(f"{position}:{type_tag}", {})
         # a field-for-field copy (what dataclasses.replace makes, without its per-field
@@ -206,6 +209,7 @@ class CallPlan:
         fields = plan.__dict__
         fields.update(self.__dict__)
         fields["masker_position"] = position
+        fields["last_in_stack"] = last
         fields["state"] = slot
         return plan
 

@@ -248,9 +248,11 @@ class ResearchAttention:
         """The stack's mask ``[B, Hq, Q, K]``: empty, then each masker's ``add_mask``."""
         mask = Mask.empty(call.shape, call.device, torch.float32)
         span = profiler_ranges()
+        last = len(self.maskers) - 1
         for position, masker in enumerate(self.maskers):
             with span(self._masker_ranges[position]):
-                mask = masker.add_mask(call.for_masker(position, self._tags[position]), mask)
+                plan = call.for_masker(position, self._tags[position], position == last)
+                mask = masker.add_mask(plan, mask)
         return mask
 
     def compute_mask(

@@ -277,14 +277,15 @@ class TopKMasker(ResearchMasker):
                 )
                 return previous.merge_disjoint(mine)
         if (
-            len(chunks) > 1
-            and row_budget is None
+            # one chunk: only for the stack's last masker (a later one may read the call's
+            # shared scores, which this path does not keep)
+            (len(chunks) > 1 or call.last_in_stack)
             and self.logit_scores
             and not self.tied_scores
             and not self._old_scores
             and type(self)._select is TopKMasker._select
         ):
-            fused = self._select_keeping_logits(call, previous, spans, take, chunks)
+            fused = self._select_keeping_logits(call, previous, spans, take, chunks, row_budget)
             if fused is not None:
                 self._spans = None
                 return fused
@@ -367,6 +368,7 @@ class TopKMasker(ResearchMasker):
         spans: list[tuple[int, int]] | None,
         take: int,
         chunks: tuple[QueryChunk, ...],
+        row_budget: torch.Tensor | None = None,
     ) -> Mask | None:
         """The prefill path of :meth:`add_mask` for exact-logit scores (``logit_scores``):
         per query chunk one ``q . K`` into a reused buffer, the attention mask added, the
@@ -374,7 +376,9 @@ class TopKMasker(ResearchMasker):
         keys the previous mask leaves; the result is the merged mask (previous keys first,
         as ``merge_disjoint`` lays them out) and the logits of all its entries, kept for the
         attention (:func:`~sah_core.attention.common.remember_index_logits`). The same picks
-        as the general path; None (use that path) for a previous mask with weights."""
+        as the general path; None (use that path) for a previous mask with weights.
+        ``row_budget`` (padding, fractional size): batch row ``b`` keeps its own
+        ``row_budget[b]`` picks (one kernel call per batch row, as ``_select_per_row``)."""
         b, h, q, k = call.shape
         device = call.device
         prefix = 0  # keys [0, prefix) are previous ones: the top-k runs on the rest
@@ -393,6 +397,9 @@ class TopKMasker(ResearchMasker):
                 return None
             ranges = []
             width_prev = int(prev_idx.shape[-1])
+        budgets = None if row_budget is None else [int(n) for n in row_budget.tolist()]
+        if budgets is not None:
+            take = min(take, max(budgets, default=0))
         width = width_prev + take
         indices = torch.empty((b, h, q, width), dtype=torch.int64, device=device)
         logits = torch.empty((b, h, q, width), dtype=torch.float32, device=device)
@@ -452,32 +459,40 @@ class TopKMasker(ResearchMasker):
                         scores[..., lo : min(hi, limit)] = float("-inf")
             if lead_in_kernel:
                 candidates, offset = scores[..., prefix:], prefix
-            count = min(take, candidates.shape[-1])
             rows = chunk.end - chunk.start
             flat_logits = logits.view(b * h, q, width)[:, chunk.start : chunk.end]
             flat_indices = indices.view(b * h, q, width)[:, chunk.start : chunk.end]
-            lead = None
-            if lead_in_kernel:
-                lead = (
-                    scores.reshape(b * h, rows, limit),
-                    flat_logits[..., :width_prev],
-                    flat_indices[..., :width_prev],
-                )
-            if count > 0:
-                row_top_k_into(
-                    candidates.reshape(b * h, rows, candidates.shape[-1]),
-                    count,
-                    flat_logits[..., width_prev:][..., :count],
-                    flat_indices[..., width_prev:][..., :count],
-                    offset,
-                    forbidden_below,
-                    lead,
-                )
-            elif lead is not None:
-                copy_lead(*lead)
-            if count < take:
-                out_idx[..., width_prev + count :] = -1
-                out_logits[..., width_prev + count :] = float("-inf")
+            # one kernel call for all batch rows, or one per batch row with its own budget
+            groups = (
+                [(0, b, take)]
+                if budgets is None
+                else [(r, r + 1, n) for r, n in enumerate(budgets)]
+            )
+            for first, last, wanted in groups:
+                heads = slice(first * h, last * h)
+                count = min(wanted, take, candidates.shape[-1])
+                lead = None
+                if lead_in_kernel:
+                    lead = (
+                        scores[first:last].reshape((last - first) * h, rows, limit),
+                        flat_logits[heads, :, :width_prev],
+                        flat_indices[heads, :, :width_prev],
+                    )
+                if count > 0:
+                    row_top_k_into(
+                        candidates[first:last].reshape((last - first) * h, rows, -1),
+                        count,
+                        flat_logits[heads, :, width_prev:][..., :count],
+                        flat_indices[heads, :, width_prev:][..., :count],
+                        offset,
+                        forbidden_below,
+                        lead,
+                    )
+                elif lead is not None:
+                    copy_lead(*lead)
+                if count < take:
+                    out_idx[first:last, ..., width_prev + count :] = -1
+                    out_logits[first:last, ..., width_prev + count :] = float("-inf")
         mask = Mask.from_index(
             indices, None, call.shape, assume_unique=True, validate=False, dtype=previous.dtype
         )
