@@ -106,6 +106,20 @@ def test_merge_disjoint_ranges_skip_sort_but_stay_correct() -> None:
     assert torch.allclose(a.merge(b).get_dense_mask(), expected)
 
 
+def test_merge_of_head_broadcast_rows_finds_an_overlap_in_one_batch_row() -> None:
+    """Indices expanded over heads (a fixed pattern's layout) in two batch rows: ranges
+    apart in row 0, one shared key in row 1: the union counts that key once."""
+    shape = (2, 3, 1, 12)
+    a_rows = torch.tensor([[0, 1, 2], [0, 1, 5]]).view(2, 1, 1, 3).expand(2, 3, 1, 3)
+    b_rows = torch.tensor([[8, 9, -1], [5, 6, 7]]).view(2, 1, 1, 3).expand(2, 3, 1, 3)
+    a = Mask.from_index(a_rows, None, shape, assume_unique=True, validate=False)
+    b = Mask.from_index(b_rows, None, shape, assume_unique=True, validate=False)
+    expected = (a.get_dense_mask() + b.get_dense_mask()).clamp(0, 1)
+    merged = a.merge(b)
+    assert torch.equal(merged.get_dense_mask(), expected)
+    assert int((merged.get_index_form()[0] == 5).sum()) == 3  # key 5 once per head
+
+
 def test_values_are_immutable() -> None:
     idx = torch.tensor([[[[0, 2, -1]]]])
     w = torch.tensor([[[[1.0, 0.5, 0.0]]]])

@@ -454,12 +454,23 @@ def _rows_disjoint(a: torch.Tensor, b: torch.Tensor) -> bool:
     """
     if a.shape[-1] == 0 or b.shape[-1] == 0:
         return True
+    # a fixed pattern's indices are one row expanded over batch / heads: reduce one copy
+    a, b = _one_copy(a), _one_copy(b)
     big = torch.iinfo(torch.int64).max
     a_min = torch.where(a >= 0, a, big).amin(-1)
     a_max = a.amax(-1)
     b_min = torch.where(b >= 0, b, big).amin(-1)
     b_max = b.amax(-1)
     return bool(((a_max < b_min) | (b_max < a_min)).all())
+
+
+def _one_copy(indices: torch.Tensor) -> torch.Tensor:
+    """``indices`` with every broadcast (stride-0) leading dim cut to size 1 (the same
+    values, broadcastable back to the full shape)."""
+    for dim in range(indices.dim() - 1):
+        if indices.stride(dim) == 0 and indices.shape[dim] > 1:
+            indices = indices.narrow(dim, 0, 1)
+    return indices
 
 
 def _fold_duplicates(
