@@ -12,7 +12,8 @@ Usage: ``uv run python benchmarks/bench_matrix.py [--repeats 2] [--target-tokens
 model is loaded once before timing (both variants reuse it) and both variants run once, untimed,
 on a short context (one-time costs would otherwise fall on the variant that runs first); each
 variant's time is the best of ``--repeats`` runs, alternated, so other load on the machine
-disturbs both alike.
+disturbs both alike. Each run's share of CPU time stolen by the hypervisor (``/proc/stat``'s
+``steal``, Linux) is printed with it: a run with steal did not have an idle machine.
 
 Besides the ratio it prints where the time goes (adapter-reported, summed over the matrix): the
 context prefill (once per context with sharing, once per config without), and per config the
@@ -73,6 +74,23 @@ def run_matrix(
         raise SystemExit(f"cells did not finish: {[(r.key, r.status, r.error) for r in failed]}")
     frames = [pd.read_parquet(p) for p in sorted(out.rglob("raw_results.parquet"))]
     return seconds, pd.concat(frames, ignore_index=True)
+
+
+def cpu_counters() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from ``/proc/stat`` (None where there is none)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    numbers = [int(x) for x in fields[:8]]  # user nice system idle iowait irq softirq steal
+    return (numbers[7], sum(numbers)) if len(numbers) == 8 else None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Fraction of the CPU time between two :func:`cpu_counters` readings that was stolen."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 def breakdown(frame: pd.DataFrame, seconds: float) -> dict[str, Any]:
@@ -173,6 +191,7 @@ def main() -> None:
     kwargs: dict[str, Any] = {"dtype": args.dtype} if args.dtype else {}
     build_hf_adapter(DEMO_MODEL, None, model_kwargs=kwargs, device=args.device).close()
     times: dict[str, list[float]] = {"separate": [], "shared": []}
+    steal: dict[str, list[float | None]] = {"separate": [], "shared": []}
     predictions: dict[str, list[str]] = {}
     keys: dict[str, list[str]] = {}
     # Adapter-reported seconds of each variant's best run: what sharing saves, apart from the
@@ -196,7 +215,9 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, share in (("separate", False), ("shared", True)):
             with tempfile.TemporaryDirectory(prefix=f"bench-matrix-{name}-") as tmp:
+                before = cpu_counters()
                 seconds, frame = run_matrix(Path(tmp), share=share, **common)
+                steal[name].append(steal_share(before, cpu_counters()))
             times[name].append(seconds)
             if seconds <= min(times[name]):
                 split[name] = breakdown(frame, seconds)
@@ -219,8 +240,10 @@ def main() -> None:
         f"matrix: {DEMO_MODEL}, {len(configs)} configs x {args.requests} request(s) x "
         f"{DEMO_QUESTIONS_PER_CONTEXT} questions, ~{args.target_tokens} context tokens"
     )
-    print(f"separate prefills: {best['separate']:.2f} s (runs: {times['separate']})")
-    print(f"shared prefill:    {best['shared']:.2f} s (runs: {times['shared']})")
+    for name, label in (("separate", "separate prefills:"), ("shared", "shared prefill:   ")):
+        runs = ", ".join(f"{t:.2f}" for t in times[name])
+        stolen = ", ".join("n/a" if x is None else f"{100 * x:.1f}%" for x in steal[name])
+        print(f"{label} {best[name]:.2f} s (runs: {runs}; steal: {stolen})")
     print(f"ratio shared/separate: {ratio:.3f}x (target <= 0.5x)")
     for name in ("separate", "shared"):
         b = split[name]
@@ -271,6 +294,7 @@ def main() -> None:
             json.dumps(
                 {
                     "times": times,
+                    "steal": steal,
                     "best": best,
                     "adapter_seconds": split,
                     "aten_ops": ops,
