@@ -87,10 +87,16 @@ def attend_row(
     q = queries[b, h, i]
     top = np.float32(-np.inf)
     nan = False
+    # the first dense_prefix entries (keys 0, 1, ...) keep their slots (their probabilities
+    # go to prefix_probs, the caller's p @ V); the others are compacted as they are read:
+    # logits in logits[dense_prefix:][:n], value rows in picked[:n] (a separate pass over
+    # logits, reading what it had just written, cost ~7 ns per entry more)
+    n: Any = 0
     for slot in range(width):
         j = indices[b, h, i, slot]
         if j < 0:
-            logits[slot] = -np.inf
+            if slot < dense_prefix:
+                logits[slot] = -np.inf
             continue
         if has_slot_logits:
             logit = slot_logits[b, h, i, slot]
@@ -105,7 +111,8 @@ def attend_row(
         if has_weights:
             w = weights[b, h, i, slot]
             if not w > 0:  # weight 0 (or NaN): not attended
-                logits[slot] = -np.inf
+                if slot < dense_prefix:
+                    logits[slot] = -np.inf
                 continue
             logit -= np.log(w)
         if has_bias and not has_slot_logits:
@@ -114,7 +121,12 @@ def attend_row(
             nan = True
         elif logit > top:
             top = logit
-        logits[slot] = logit
+        if slot < dense_prefix:
+            logits[slot] = logit
+        else:
+            logits[dense_prefix + n] = logit
+            picked[n] = value_base + j
+            n += np.int64(logit != -np.inf)
     if has_sink and sink[h] > top:
         top = sink[h]
     if nan:
@@ -127,14 +139,6 @@ def attend_row(
         if dense_prefix:
             prefix_probs[b, h, i, :dense_prefix] = 0.0
         return
-    # the first dense_prefix entries (keys 0, 1, ...) leave their probabilities to
-    # prefix_probs (the caller's p @ V); the others are compacted: probabilities in
-    # logits[dense_prefix:][:n], value rows in picked[:n]
-    n: Any = 0
-    for slot in range(dense_prefix, width):
-        logits[dense_prefix + n] = logits[slot]
-        picked[n] = value_base + indices[b, h, i, slot]
-        n += np.int64(logits[slot] != -np.inf)
     total = exp_shifted(logits, 0, dense_prefix, top) + exp_shifted(logits, dense_prefix, n, top)
     if has_sink:
         total += np.exp(sink[h] - top)
