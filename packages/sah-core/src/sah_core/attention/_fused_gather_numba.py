@@ -92,6 +92,7 @@ def attend_row(
     # logits in logits[dense_prefix:][:n], value rows in picked[:n] (a separate pass over
     # logits, reading what it had just written, cost ~7 ns per entry more)
     n: Any = 0
+    last_w, last_log = np.float32(1.0), np.float32(0.0)
     for slot in range(width):
         j = indices[b, h, i, slot]
         if j < 0:
@@ -114,7 +115,10 @@ def attend_row(
                 if slot < dense_prefix:
                     logits[slot] = -np.inf
                 continue
-            logit -= np.log(w)
+            if w != 1.0:  # log(1) = 0; a sampler's entries share one weight per row
+                if w != last_w:
+                    last_w, last_log = w, np.log(w)
+                logit -= last_log
         if has_bias and not has_slot_logits:
             logit += bias[b, h, i, j]
         if logit != logit:
