@@ -144,7 +144,7 @@ def test_rows_split_over_threads_equal_the_serial_kernel(monkeypatch, entry_logi
         extra = {"slot_logits": entry, "s_aux": s_aux}
 
     def run(threshold: int) -> torch.Tensor:
-        monkeypatch.setattr(fused_gather, "PARALLEL_MIN_ELEMENTS", threshold)
+        monkeypatch.setattr(fused_gather, "FUSED_PARALLEL_MIN_WORK", threshold)
         return fused_gather_attention(queries, keys, values, indices, weights, scaling=0.3, **extra)
 
     serial, parallel = run(1 << 40), run(0)
@@ -212,7 +212,7 @@ def test_a_dense_prefix_gives_the_gathered_output(monkeypatch) -> None:
     logits[1, 3, 5, 7] = float("nan")
     s_aux = torch.randn(hq, generator=gen)
     for threshold in (1 << 40, 0):
-        monkeypatch.setattr(fused_gather, "PARALLEL_MIN_ELEMENTS", threshold)
+        monkeypatch.setattr(fused_gather, "FUSED_PARALLEL_MIN_WORK", threshold)
         args = (queries, keys, values, indices, None)
         gathered = fused_gather_attention(*args, scaling=0.3, slot_logits=logits, s_aux=s_aux)
         dense = fused_gather_attention(

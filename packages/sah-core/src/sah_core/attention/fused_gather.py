@@ -25,11 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sah_core.attention.numba_threads import (
-    PARALLEL_MIN_ELEMENTS,
-    choose_threading_layer,
-    parallel_section,
-)
+from sah_core.attention.numba_threads import choose_threading_layer, parallel_section
 
 #: Largest ``query rows * index width * head dim`` per (batch row, head) the kernel takes.
 FUSED_MAX_ROW_WORK = 1 << 20
@@ -41,6 +37,11 @@ FUSED_LOGITS_MAX_DENSITY = 1 / 8
 #: at which ``index_form`` prefers the kernel to a dense chunk (``q . k`` and ``p @ V`` over
 #: every key): 2x faster at 12 %, about even at 25 % (benchmarks/index_attention_paths.py).
 FUSED_KEYS_MAX_DENSITY = 1 / 5
+#: Below this ``query rows * index width * head dim`` the kernel runs on the calling thread.
+#: A decode step's call sits between the model's matmuls, and waking numba's threads for it
+#: cost more than they saved (the demo's decode, 54 rows x ~330 entries: 3.2 ms per layer
+#: call with the parallel kernel, 2.9 ms without); question prefills are 10x larger.
+FUSED_PARALLEL_MIN_WORK = 1 << 22
 
 _PLACEHOLDER_F = np.zeros((1, 1, 1, 1), np.float32)
 _PLACEHOLDER_SINK = np.zeros(1, np.float32)
@@ -155,7 +156,7 @@ def fused_gather_attention(
     arguments += (dense_prefix, _array(prefix_probs))
     serial, parallel = _kernels()
     rows = b * hq * q
-    if rows * indices.shape[-1] * values.shape[-1] < PARALLEL_MIN_ELEMENTS or rows < 2:
+    if rows * indices.shape[-1] * values.shape[-1] < FUSED_PARALLEL_MIN_WORK or rows < 2:
         serial(*arguments)
     else:
         with parallel_section() as threads:
