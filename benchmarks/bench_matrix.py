@@ -7,12 +7,13 @@ context is prefilled (dense) once for all five configs instead of five times. Bo
 answer exactly the same requests; the script checks the predictions are identical and counts
 the requests whose prefill came from the store. Target: sharing <= 0.5x the time.
 
-Usage: ``uv run python benchmarks/bench_matrix.py [--repeats 2] [--target-tokens 2048]
+Usage: ``uv run python benchmarks/bench_matrix.py [--repeats 5] [--target-tokens 2048]
 [--requests 1] [--warmup-tokens 256] [--device cpu] [--count-ops] [--json out.json]``. The
 model is loaded once before timing (both variants reuse it) and both variants run once, untimed,
 on a short context (one-time costs would otherwise fall on the variant that runs first); each
 variant's time is the best of ``--repeats`` runs, alternated, so other load on the machine
-disturbs both alike. Each run's share of CPU time stolen by the hypervisor (``/proc/stat``'s
+disturbs both alike (each repeat's own shared/separate ratio is printed too: the spread as
+the machine's speed drifts; five repeats take ~5 minutes on the 2-core CPU). Each run's share of CPU time stolen by the hypervisor (``/proc/stat``'s
 ``steal``, Linux) is printed with it: a run with steal did not have an idle machine.
 
 Besides the ratio it prints where the time goes (adapter-reported, summed over the matrix): the
@@ -29,6 +30,7 @@ import argparse
 import contextlib
 import json
 import platform
+import statistics
 import tempfile
 import time
 from collections import Counter
@@ -172,7 +174,7 @@ def counting_ops() -> Iterator[_OpCounter]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--target-tokens", type=int, default=2048)
     parser.add_argument("--requests", type=int, default=1)
     parser.add_argument("--device", default="cpu")
@@ -245,6 +247,11 @@ def main() -> None:
         stolen = ", ".join("n/a" if x is None else f"{100 * x:.1f}%" for x in steal[name])
         print(f"{label} {best[name]:.2f} s (runs: {runs}; steal: {stolen})")
     print(f"ratio shared/separate: {ratio:.3f}x (target <= 0.5x)")
+    # each repeat's shared run over the separate run just before it: the spread of the ratio
+    # as the machine's speed drifts (the best-of-repeats ratio above is the headline)
+    paired = [s / t for s, t in zip(times["shared"], times["separate"], strict=True)]
+    paired_text = ", ".join(f"{x:.3f}" for x in paired)
+    print(f"  per repeat: {paired_text} (median {statistics.median(paired):.3f}x)")
     for name in ("separate", "shared"):
         b = split[name]
         print(
@@ -299,6 +306,7 @@ def main() -> None:
                     "adapter_seconds": split,
                     "aten_ops": ops,
                     "ratio": ratio,
+                    "paired_ratios": paired,
                     "shared_hits": hits,
                     "questions": questions,
                     "predictions_identical": same,
