@@ -13,8 +13,9 @@ model is loaded once before timing (both variants reuse it) and both variants ru
 on a short context (one-time costs would otherwise fall on the variant that runs first); each
 variant's time is the best of ``--repeats`` runs, alternated, so other load on the machine
 disturbs both alike (each repeat's own shared/separate ratio is printed too: the spread as
-the machine's speed drifts; five repeats take ~5 minutes on the 2-core CPU). Each run's share of CPU time stolen by the hypervisor (``/proc/stat``'s
-``steal``, Linux) is printed with it: a run with steal did not have an idle machine.
+the machine's speed drifts; five repeats take ~5 minutes on the 2-core CPU). Each run's
+share of CPU time stolen by the hypervisor (``/proc/stat``'s ``steal``, Linux) is printed
+with it: a run with steal did not have an idle machine.
 
 Besides the ratio it prints where the time goes (adapter-reported, summed over the matrix): the
 context prefill (once per context with sharing, once per config without), and per config the
